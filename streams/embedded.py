@@ -7,7 +7,6 @@ the test harness and `nearline up` can use it cheaply.
 from __future__ import annotations
 
 import logging
-
 import shutil
 import signal
 import socket
@@ -55,7 +54,7 @@ class _Process:
 
     def _spawn(self, argv: list[str], timeout: float) -> None:
         assert self.workdir is not None
-        log = open(self.workdir / f"{self.name}.log", "ab")  # noqa: SIM115 - owned by the child
+        log = open(self.workdir / f"{self.name}.log", "ab")
         self.proc = subprocess.Popen(
             argv, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
