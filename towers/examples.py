@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import numpy as np
 
@@ -41,11 +42,18 @@ class Examples:
         )
 
 
-def build_examples(spec: FeatureSpec, log: Interactions, rows: np.ndarray) -> Examples:
+@overload
+def build_examples(spec: FeatureSpec, log: Interactions, rows: np.ndarray) -> Examples: ...
+@overload
+def build_examples(spec: FeatureSpec, log: Interactions, rows: np.ndarray, *,
+                   return_rows: Literal[True]) -> tuple[Examples, np.ndarray]: ...
+def build_examples(spec: FeatureSpec, log: Interactions, rows: np.ndarray, *,
+                   return_rows: bool = False) -> Examples | tuple[Examples, np.ndarray]:
     """One example per row of `rows` whose user has at least one strictly earlier event.
 
     `rows` indexes `log` (typically train rows); the history of each example comes from the
-    same rows only, so no later data leaks into training.
+    same rows only, so no later data leaks into training. With `return_rows`, also the
+    index into `log` of each example's target row.
     """
     n = spec.settings.seq_len
     sub = log.take(np.asarray(rows))
@@ -67,11 +75,14 @@ def build_examples(spec: FeatureSpec, log: Interactions, rows: np.ndarray) -> Ex
     seq_items = np.where(valid, items[idx], 0)
     seq_ts = np.where(valid, ts[idx], 0.0)
     seq_qty = np.where(valid, qty[idx], 0.0).astype(np.float32)
-    return Examples(
+    examples = Examples(
         user=spec.users.encode(u[keep]), region=spec.regions.encode(sub.region[order][keep]),
         target=items[keep], target_ts=ts[keep], seq_items=seq_items, seq_ts=seq_ts,
         seq_qty=seq_qty, now=ts[g - 1],
     )
+    if return_rows:
+        return examples, np.asarray(rows)[order][keep]
+    return examples
 
 
 def latest_histories(

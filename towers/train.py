@@ -28,6 +28,7 @@ from towers.features import (
 )
 from towers.loss import RetrievalLoss
 from towers.model import TowerConfig, TwoTower
+from towers.validate import stream_hit_rate
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +47,22 @@ class TrainConfig:
     logq: bool = True  # subtract log(item frequency) from in-batch logits
     random_negatives: int = 256  # uniformly sampled negatives shared by a batch (0 = off)
     hard_negatives: bool = False  # one same-category negative per example
-    patience: int = 3  # epochs without valid Recall@K improvement before stopping
+    patience: int = 3  # epochs without valid improvement before stopping
     eval_k: int = 50
+    # early-stopping metric on the valid window: "stream" = HitRate@K of each valid event
+    # ranked from the state just before it (the streaming protocol, many events, stable);
+    # "offline" = Recall@K with the state frozen at the train/valid boundary (few users)
+    early_stopping: str = "stream"
     refit: bool = True  # after early stopping, retrain on train+valid for the best epochs
     seed: int = 0
     threads: int = 2
     max_seconds: float | None = None  # wall-clock budget for one fit
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.early_stopping not in {"stream", "offline"}:
+            raise ValueError(f"early_stopping must be 'stream' or 'offline', "
+                             f"not {self.early_stopping!r}")
 
 
 @dataclass
@@ -147,6 +157,17 @@ def valid_recall(model: TwoTower, spec: FeatureSpec, item_vecs: np.ndarray, item
     return total / len(users)
 
 
+def _best_valid(history: list[dict[str, float]], cfg: TrainConfig) -> dict[str, float]:
+    """Valid metrics of the selected epoch."""
+    key = "valid_stream_hr" if cfg.early_stopping == "stream" else "valid_recall"
+    scored = [h for h in history if key in h]
+    if not scored:
+        return {}
+    best = max(scored, key=lambda h: h[key])
+    return {f"valid_recall@{cfg.eval_k}": best["valid_recall"],
+            f"valid_stream_hitrate@{cfg.eval_k}": best["valid_stream_hr"]}
+
+
 @dataclass
 class _Fit:
     model: TwoTower
@@ -169,8 +190,8 @@ def train(dataset: Dataset, *, features: FeatureSettings | None = None,
     first = _fit(dataset, split.train, split.valid, config.epochs, features, tower or {}, config)
     metrics: dict[str, object] = {
         "dataset": dataset.name, "split": split.sizes(), "best_epoch": first.best_epoch,
-        f"valid_recall@{config.eval_k}": max((h["valid_recall"] for h in first.history),
-                                             default=None),
+        "early_stopping": config.early_stopping,
+        **_best_valid(first.history, config),
         "epochs": first.history, "examples": first.examples, "seconds": first.seconds,
         "examples_per_s": first.examples * len(first.history) / max(first.seconds, 1e-9),
     }
@@ -180,8 +201,8 @@ def train(dataset: Dataset, *, features: FeatureSettings | None = None,
         final = _fit(dataset, rows, None, first.best_epoch, features, tower or {}, config)
         metrics["refit"] = {"epochs": first.best_epoch, "examples": final.examples,
                             "seconds": final.seconds}
-    logger.info("trained %s: best epoch %s, valid recall %s", dataset.name, first.best_epoch,
-                metrics[f"valid_recall@{config.eval_k}"])
+    logger.info("trained %s: best epoch %s, %s", dataset.name, first.best_epoch,
+                _best_valid(first.history, config))
     return TrainResult(model=final.model, spec=final.spec, items=final.items,
                        config=final.model.config, metrics=metrics)
 
@@ -230,8 +251,12 @@ def _fit(dataset: Dataset, rows: np.ndarray, valid_rows: np.ndarray | None, epoc
             item_vecs = model.embed_items(item_batch)
             record["valid_recall"] = valid_recall(model, spec, item_vecs, table, dataset, rows,
                                                   valid_rows, k=cfg.eval_k)
-            if record["valid_recall"] > best:
-                best, best_epoch, stale = record["valid_recall"], epoch + 1, 0
+            record["valid_stream_hr"] = stream_hit_rate(model, spec, item_vecs, table, dataset,
+                                                        rows, valid_rows, k=cfg.eval_k)
+            score = record["valid_stream_hr" if cfg.early_stopping == "stream"
+                           else "valid_recall"]
+            if score > best:
+                best, best_epoch, stale = score, epoch + 1, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 stale += 1

@@ -1,0 +1,113 @@
+"""Settings of a nearline worker, read once from environment variables at the entry point.
+
+Every field has an environment variable `NEARLINE_<FIELD>` (upper case). With nothing set,
+the worker talks to the embedded broker and Redis that `nearline up` started (their
+addresses are in the state file under `NEARLINE_HOME`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import orjson
+
+from streams.errors import SettingsError
+
+__all__ = ["Settings", "TopicNames", "load_settings"]
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    interactions: str = "nearline.interactions"
+    context: str = "nearline.context"
+    items: str = "nearline.items"
+    checkpoints: str = "nearline.checkpoints"
+    recalls: str = "nearline.recalls"
+    dead_letter: str = "nearline.dead-letter"
+
+    def all(self) -> list[str]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_url: str = ""  # host:port[,host:port]; "" = the embedded broker of `nearline up`
+    redis_url: str = ""  # redis://[user:password@]host:port/db, rediss:// for TLS
+    home: str = ".nearline"  # local state: embedded services' addresses, logs, checkpoints
+    app_id: str = "nearline"  # Kafka consumer group of the workers
+    partitions: int = 4  # partitions of every topic created at start
+    topics: TopicNames = field(default_factory=TopicNames)
+    checkpoint_store: str = ""  # directory of published checkpoints; "" = <home>/checkpoints
+    top_k: int = 100  # length of each published recall list
+    batch_size: int = 256  # micro-batch: at most this many events ...
+    batch_within_s: float = 0.005  # ... or whatever arrived within this many seconds
+    half_life_s: float = 14 * 86_400.0  # recency half-life of the repeat channel
+    seen_filter: bool = False  # drop items the user already had (on for films, off for FMCG)
+    max_event_bytes: int = 64 * 1024  # larger messages go to the dead-letter topic
+    max_future_s: float = 86_400.0  # events timestamped further ahead are rejected
+    web_host: str = "127.0.0.1"  # HTTP endpoint binds to loopback unless told otherwise
+    web_port: int = 6066
+    rebalance_timeout_s: float = 3.0  # the embedded broker waits this long on every join
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    kafka_sasl_mechanism: str = ""  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
+    log_json: bool = False  # one JSON object per log line
+
+    def checkpoint_dir(self) -> Path:
+        return Path(self.checkpoint_store or Path(self.home) / "checkpoints")
+
+    def state_file(self) -> Path:
+        return Path(self.home) / "services.json"
+
+
+def _convert(name: str, raw: str, kind: type) -> object:
+    try:
+        if kind is bool:
+            if raw.lower() not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(raw)
+            return raw.lower() in {"1", "true", "yes", "on"}
+        return kind(raw)
+    except ValueError as exc:
+        raise SettingsError(f"NEARLINE_{name.upper()}={raw!r} is not a valid {kind.__name__}"
+                            ) from exc
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from `NEARLINE_*` variables, then embedded services' addresses if unset."""
+    env = os.environ if env is None else env
+    kinds = {"str": str, "int": int, "float": float, "bool": bool}
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        raw = env.get(f"NEARLINE_{f.name.upper()}")
+        if raw is not None and f.name != "topics":
+            values[f.name] = _convert(f.name, raw, kinds[str(f.type)])
+    topics = {t.name: env[f"NEARLINE_TOPIC_{t.name.upper()}"] for t in fields(TopicNames)
+              if f"NEARLINE_TOPIC_{t.name.upper()}" in env}
+    settings = replace(Settings(**values), topics=TopicNames(**topics), **overrides)
+    if settings.partitions < 1:
+        raise SettingsError("NEARLINE_PARTITIONS must be at least 1")
+    if not settings.kafka_url or not settings.redis_url:
+        settings = _with_embedded(settings)
+    return settings
+
+
+def _with_embedded(settings: Settings) -> Settings:
+    state = settings.state_file()
+    if not state.is_file():
+        raise SettingsError(
+            "NEARLINE_KAFKA_URL / NEARLINE_REDIS_URL are not set and no embedded services "
+            f"are running ({state} is missing): run `nearline up` first or set both")
+    info = orjson.loads(state.read_bytes())
+    return replace(settings, kafka_url=settings.kafka_url or info["kafka_url"],
+                   redis_url=settings.redis_url or info["redis_url"])
+
+
+def environment_names() -> list[str]:
+    """Every environment variable the settings read (for docs and the compose check)."""
+    names = [f"NEARLINE_{f.name.upper()}" for f in fields(Settings) if f.name != "topics"]
+    return names + [f"NEARLINE_TOPIC_{t.name.upper()}" for t in fields(TopicNames)]
