@@ -150,7 +150,8 @@ def valid_recall(model: TwoTower, spec: FeatureSpec, item_vecs: np.ndarray, item
         for r, u in enumerate(chunk):
             cols = [pos[i] for i in seen.get(u, ())]
             scores[r, cols] = -np.inf
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        kk = min(k, scores.shape[1])
+        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         for r, u in enumerate(chunk):
             got = set(items.ids[top[r]].tolist())
             total += len(got & targets[u]) / len(targets[u])

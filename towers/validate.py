@@ -48,7 +48,8 @@ def stream_hit_rate(model: TwoTower, spec: FeatureSpec, item_vecs: np.ndarray,
         if seen is not None:
             for r, e in enumerate(part):
                 scores[r, [pos[i] for i in seen[e] if i in pos]] = -np.inf
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        kk = min(k, scores.shape[1])
+        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         hits += int((top == (ex.target[part] - offset)[:, None]).any(axis=1).sum())
     return hits / len(idx)
 
