@@ -102,6 +102,7 @@ class ContextRecord:
 
     ts: float
     region: str = ""
+    user_id: str = ""  # set when the conditions concern one user (e.g. a store) only
     weather: str = ""  # e.g. "sunny", "rain", "snow"; "" when unknown
     temperature: float = float("nan")  # degrees Celsius
     holiday: bool = False

@@ -36,7 +36,7 @@ class FeatureSettings:
 
     seq_len: int = 50  # last N events of the user's history fed to the user tower
     # one pooled sequence vector per half-life: short ones follow the session, long the taste
-    half_lives_s: tuple[float, ...] = (3600.0, 30 * DAY)
+    half_lives_s: tuple[float, ...] = (60.0, 600.0, 3600.0, DAY, 7 * DAY, 30 * DAY)
     n_price_bands: int = 8  # quantile bands of unit price
     user_oov: int = 64  # hash buckets for users not in the vocabulary
     item_oov: int = 16  # hash buckets for items not in the vocabulary

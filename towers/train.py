@@ -43,7 +43,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     warmup_frac: float = 0.05  # share of steps with linear warmup
     min_lr_frac: float = 0.05  # cosine decays to lr * min_lr_frac
-    temperature: float = 0.05  # softmax temperature τ over cosine similarities
+    temperature: float = 0.03  # softmax temperature τ over cosine similarities
     logq: bool = True  # subtract log(item frequency) from in-batch logits
     random_negatives: int = 256  # uniformly sampled negatives shared by a batch (0 = off)
     hard_negatives: bool = False  # one same-category negative per example
