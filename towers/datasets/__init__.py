@@ -22,6 +22,7 @@ from towers.datasets.jsonl import (
 )
 from towers.datasets.market import CATEGORIES, Market, MarketConfig, build_market
 from towers.datasets.movielens import read_movielens
+from towers.datasets.registry import DATASETS, data_root, default_data_path, load_dataset
 from towers.datasets.retail_csv import ColumnMap, read_retail_csv
 from towers.datasets.simulator import market_dataset, simulate_market, write_market_jsonl
 from towers.datasets.source import OnError
@@ -29,6 +30,7 @@ from towers.datasets.tafeng import TAFENG_COLUMNS, read_tafeng
 
 __all__ = [
     "CATEGORIES",
+    "DATASETS",
     "INTERACTION_TYPES",
     "RECORDS",
     "TAFENG_COLUMNS",
@@ -40,13 +42,16 @@ __all__ = [
     "build_market",
     "context_event",
     "context_record",
+    "data_root",
     "decode_event",
+    "default_data_path",
     "encode_event",
     "events_to_dataset",
     "interaction_event",
     "item_event",
     "item_info",
     "iter_events_jsonl",
+    "load_dataset",
     "market_dataset",
     "read_events_jsonl",
     "read_movielens",
