@@ -45,6 +45,8 @@ class Settings:
     batch_size: int = 256  # micro-batch: at most this many events ...
     batch_within_s: float = 0.005  # ... or whatever arrived within this many seconds
     half_life_s: float = 14 * 86_400.0  # recency half-life of the repeat channel
+    popularity_half_life_s: float = 7 * 86_400.0  # decay of live popularity; 0 = none
+    state_prefix: str = "nl"  # every Redis key starts with "<prefix>:"
     seen_filter: bool = False  # drop items the user already had (on for films, off for FMCG)
     max_event_bytes: int = 64 * 1024  # larger messages go to the dead-letter topic
     max_future_s: float = 86_400.0  # events timestamped further ahead are rejected

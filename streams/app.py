@@ -1,0 +1,165 @@
+"""The Faust application of a worker: topics, agents and the HTTP endpoints.
+
+Agents are loops of a few lines; the work is in `streams.pipeline.Pipeline`. Each
+consumes raw bytes (so a malformed message reaches the pipeline and the dead-letter
+topic instead of crashing a deserialiser), takes micro-batches without acking, and acks
+a batch only once it is applied and published: a crash replays unacked messages, which
+the idempotent state turns into no-ops.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from streams.engine import RecallEngine
+from streams.pipeline import Incoming, Pipeline, to_result
+from streams.records import DeadLetter, RecallResult
+from streams.settings import Settings
+
+__all__ = ["KafkaSink", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+_RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+        "value_serializer": "raw"}
+
+
+def _credentials(settings: Settings) -> Any:
+    protocol = settings.kafka_security_protocol.upper()
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+    if protocol == "SSL":
+        return context
+    return faust.SASLCredentials(username=settings.kafka_sasl_username,
+                                 password=settings.kafka_sasl_password,
+                                 mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+                                 ssl_context=context if protocol == "SASL_SSL" else None)
+
+
+def faust_app(settings: Settings) -> faust.App:
+    """A bare Faust app configured from settings (no agents yet)."""
+    servers = ";".join(f"kafka://{h}" for h in settings.kafka_url.split(","))
+    return faust.App(
+        settings.app_id, broker=servers, broker_credentials=_credentials(settings),
+        store="memory://", topic_partitions=settings.partitions, topic_disable_leader=True,
+        topic_allow_declare=False,  # `ensure_topics` creates them with the right partitions
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_session_timeout=max(6.0, 2 * settings.rebalance_timeout_s),
+        broker_heartbeat_interval=0.5, consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0, web_enabled=settings.web_port > 0,
+        web_bind=settings.web_host, web_host=settings.web_host,
+        web_port=max(settings.web_port, 1), producer_linger=0.0,
+    )
+
+
+class KafkaSink:
+    """Publishes recall lists and dead letters; waits for the broker's acks."""
+
+    def __init__(self, recalls: faust.TopicT, dead: faust.TopicT) -> None:
+        self.recalls_topic = recalls
+        self.dead_topic = dead
+
+    async def recalls(self, results: Sequence[RecallResult]) -> None:
+        futures = [await self.recalls_topic.send(key=r.user_id.encode(), value=r.dumps())
+                   for r in results]
+        for fut in futures:
+            await fut
+
+    async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        futures = [await self.dead_topic.send(value=d.dumps()) for d in letters]
+        for fut in futures:  # delivered before the batch is acked: nothing is lost
+            await fut
+
+
+def _incoming(event: Any) -> Incoming:
+    m = event.message
+    return Incoming(value=m.value, topic=m.topic, partition=m.partition, offset=m.offset,
+                    arrival=(m.timestamp or 0.0))
+
+
+def create_app(settings: Settings, engine: RecallEngine, *, pipeline_options: dict[str, Any]
+               | None = None) -> tuple[faust.App, Pipeline]:
+    """The worker app: interactions, context and items agents plus HTTP endpoints."""
+    app = faust_app(settings)
+    names = settings.topics
+    topic = {name: app.topic(getattr(names, name), **_RAW) for name in
+             ("interactions", "context", "items", "recalls", "dead_letter")}
+    sink = KafkaSink(topic["recalls"], topic["dead_letter"])
+    pipeline = Pipeline(engine, sink, max_event_bytes=settings.max_event_bytes,
+                        max_future_s=settings.max_future_s, **(pipeline_options or {}))
+    n, within = settings.batch_size, settings.batch_within_s
+
+    for name, handle in (("interactions", pipeline.on_interactions),
+                         ("context", pipeline.on_context), ("items", pipeline.on_items)):
+        _batched_agent(app, topic[name], handle, n, within, name=f"{name}_agent")
+    _web(app, settings, pipeline)
+    return app, pipeline
+
+
+def _batched_agent(app: faust.App, topic: faust.TopicT, handle: Any, n: int, within: float,
+                   *, name: str) -> None:
+    async def agent(stream: faust.StreamT) -> None:
+        async for events in stream.noack_take(n, within=within):
+            await handle([_incoming(e) for e in events])
+            for e in events:  # acked only once applied and published
+                await stream.ack(e)
+
+    agent.__name__ = name
+    app.agent(topic, name=f"nearline.{name}")(agent)
+
+
+def _web(app: faust.App, settings: Settings, pipeline: Pipeline) -> None:
+    engine = pipeline.engine
+
+    @app.page("/recall/{user_id}")
+    class RecallView(View):
+        async def get(self, request: Request, user_id: str) -> Response:
+            k = request.query.get("k", str(settings.top_k))
+            if not k.isdigit() or not 1 <= int(k) <= settings.top_k:
+                return self.json({"error": f"k must be an integer in 1..{settings.top_k}"},
+                                 status=400)
+            if not 1 <= len(user_id) <= 256 or any(ord(c) < 32 for c in user_id):
+                return self.json({"error": "user_id must be 1-256 printable characters"},
+                                 status=400)
+            stored = await engine.store.get_recall(user_id)
+            live = engine.model.version if engine.model else ""
+            if stored is None or stored.get("version") != live:  # none yet, or stale
+                # computed on demand, not stored: unknown ids must not grow the state
+                feats = (await engine.store.features([user_id]))[0]
+                fresh = await engine.recall([user_id], now=feats.max_ts if feats else 0.0)
+                stored = to_result(fresh[0], emitted=time.time(), arrival=None).asdict()
+            out = dict(stored)
+            for key in ("items", "scores", "channels"):
+                out[key] = out[key][: int(k)]
+            return self.json(out)
+
+    @app.page("/healthz")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            try:
+                await engine.store.counters()
+            except Exception as exc:  # report, never raise: this is the probe
+                return self.json({"ok": False, "redis": str(exc)[:200]}, status=503)
+            return self.json({"ok": True})
+
+    @app.page("/version")
+    class Version(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"model_version": engine.model.version if engine.model else "",
+                              "app_id": settings.app_id})
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(pipeline.metrics.render().encode(),
+                              content_type="text/plain; version=0.0.4")
+
+    logger.debug("web views: %s", [RecallView, Health, Version, Metrics])

@@ -1,0 +1,40 @@
+"""`nearline worker`: consume events, keep the state, publish recall lists."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from streams.errors import StreamsError
+from streams.settings import load_settings
+
+__all__ = ["worker"]
+
+
+@click.command("worker")
+@click.option("--web-port", type=int, default=None,
+              help="HTTP port of /recall, /healthz, /version, /metrics (0 = no HTTP).")
+@click.option("--loglevel", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def worker(web_port: int | None, loglevel: str) -> None:
+    """Run a worker: interactions, context and item events in, recall lists out.
+
+    Settings come from NEARLINE_* environment variables; with NEARLINE_KAFKA_URL and
+    NEARLINE_REDIS_URL unset it uses the services `nearline up` started.
+
+    \b
+    Examples:
+      nearline up && nearline worker
+      NEARLINE_KAFKA_URL=kafka:9092 NEARLINE_REDIS_URL=redis://redis:6379/0 nearline worker
+    """
+    from streams.worker import run_worker
+
+    overrides = {} if web_port is None else {"web_port": web_port}
+    try:
+        settings = load_settings(**overrides)
+    except StreamsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    logging.basicConfig(level=loglevel.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_worker(settings, loglevel=loglevel)

@@ -1,0 +1,114 @@
+"""The recall engine of a worker: state in, merged top-K lists out, no Kafka.
+
+Per batch: apply the interactions to the user state (idempotent, one atomic step per
+event) and to the live popularity board, then compute the lists of the batch's users
+in one go: one read of their histories, one batched user-tower forward and one batched
+index search (inside the two-tower channel), the repeat and popularity channels, merge
+and filters (`streams.recall.Recaller`, the code the in-process evaluator runs).
+
+The live model is one immutable `LiveModel` (version + the channel holding that
+version's user tower and index). A batch reads it once, so every list of a batch comes
+from one version and names it, whatever swap happens meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass, field
+
+from streams.channels import Channel, RepeatChannel, RepeatConfig
+from streams.merge import MergeConfig
+from streams.popularity import PopularityBoard, RankedPopularity, regions_of
+from streams.recall import Filters, Recaller, RecallList
+from streams.records import Interaction
+from streams.state import InteractionUpdate, UserFeatures, UserStateStore
+from towers.sequence import DAY
+
+__all__ = ["EngineConfig", "LiveModel", "RecallEngine", "UserRecall"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    top_k: int = 100  # length of every list
+    history_len: int = 200  # newest events read per user
+    seen_filter: bool = False  # drop items the user already had (films: on, FMCG: off)
+    repeat: RepeatConfig = field(default_factory=RepeatConfig)
+    popularity_region_weight: float = 0.5  # users with a region: blend its ranking in
+    popularity_depth: int = 1000  # best items read from the board per batch
+    merge: MergeConfig = field(default_factory=MergeConfig)
+    deny: Mapping[str, Set[str]] = field(default_factory=dict)  # region ("" = all) -> items
+    allow: Mapping[str, Set[str]] = field(default_factory=dict)  # region -> only these
+
+
+@dataclass(frozen=True)
+class LiveModel:
+    version: str
+    channel: Channel  # two-tower channel bound to this version's towers and index
+
+
+@dataclass(frozen=True)
+class UserRecall:
+    recall: RecallList
+    version: str
+    features: UserFeatures | None  # provenance: the last applied event
+
+
+class RecallEngine:
+    """Applies events to the state and computes merged recall lists for users."""
+
+    def __init__(self, store: UserStateStore, board: PopularityBoard, *,
+                 config: EngineConfig | None = None, model: LiveModel | None = None,
+                 extra_channels: Sequence[Channel] = ()) -> None:
+        self.store = store
+        self.board = board
+        self.config = config or EngineConfig()
+        self.model = model
+        self.extra_channels = list(extra_channels)
+        self.repeat = RepeatChannel(self.config.repeat)
+
+    def swap(self, model: LiveModel | None) -> None:
+        """Make another model live; batches already running keep the one they read."""
+        self.model = model
+        logger.info("live model: %s", model.version if model else "none")
+
+    async def apply(self, events: Sequence[Interaction]) -> list[bool]:
+        """Apply interactions; False for duplicates (already applied: nothing changes)."""
+        updates = [InteractionUpdate(event_id=e.event_id, user_id=e.user_id, item_id=e.item_id,
+                                     ts=e.ts, quantity=e.quantity, kind=e.type,
+                                     region=e.region) for e in events]
+        applied = await self.store.apply_interactions(updates)
+        fresh = [e for e, ok in zip(events, applied, strict=True) if ok]
+        await self.board.add([e.item_id for e in fresh], [e.region for e in fresh],
+                             [e.ts for e in fresh], [e.quantity for e in fresh])
+        return applied
+
+    async def recall(self, users: Sequence[str], *, now: float) -> list[UserRecall]:
+        """Fresh lists for distinct `users`, computed at event time `now`."""
+        cfg = self.config
+        model = self.model  # read once: one version for the whole batch
+        histories = await self.store.histories(users, last=cfg.history_len)
+        features = await self.store.features(users)
+        seen = await self.store.seen_items(users) if cfg.seen_filter else None
+        unavailable = await self.store.unavailable_items()
+        rankings = {"": await self.board.ranking("", n=cfg.popularity_depth)}
+        if cfg.popularity_region_weight > 0:
+            for region in regions_of(histories):
+                rankings[region] = await self.board.ranking(region, n=cfg.popularity_depth)
+        popularity = RankedPopularity(rankings, region_weight=cfg.popularity_region_weight)
+        channels: list[Channel] = [model.channel] if model is not None else []
+        channels += [self.repeat, *self.extra_channels, popularity]
+        recaller = Recaller(channels=channels, fallback=popularity, merge=cfg.merge,
+                            filters=Filters(seen=cfg.seen_filter, deny=cfg.deny, allow=cfg.allow))
+        # torch and faiss release the GIL: the event loop keeps serving meanwhile
+        lists = await asyncio.to_thread(recaller.rank, list(users), histories, seen,
+                                        k=cfg.top_k, now=now, unavailable=unavailable)
+        version = model.version if model is not None else ""
+        return [UserRecall(r, version, f) for r, f in zip(lists, features, strict=True)]
+
+
+def repeat_config(half_life_s: float | None) -> RepeatConfig:
+    return RepeatConfig(half_life_s=half_life_s or 14 * DAY)

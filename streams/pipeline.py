@@ -1,0 +1,175 @@
+"""What a worker does with one micro-batch of messages, independent of Faust.
+
+Every message ends applied or dead-lettered. State writes are retried with backoff until
+they succeed (a Redis outage stalls the batch; its offsets are committed only after it
+returns), and they are idempotent, so a retried or redelivered batch changes nothing
+twice. Users are coalesced: each gets one fresh list per batch, however many of its
+events the batch held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from streams.engine import RecallEngine, UserRecall
+from streams.errors import EventError, ServiceError
+from streams.records import (
+    ContextEvent,
+    DeadLetter,
+    Interaction,
+    ItemUpdate,
+    RecallResult,
+    dead_letter,
+    decode_record,
+)
+from streams.worker_metrics import WorkerMetrics
+
+__all__ = ["Incoming", "Pipeline", "Sink", "retry"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One consumed message: its bytes and where it came from."""
+
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    arrival: float  # broker / producer timestamp of the message, unix seconds
+
+
+class Sink(Protocol):
+    async def recalls(self, results: Sequence[RecallResult]) -> None: ...
+    async def dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+async def retry(call: Callable[[], Awaitable[T]], *, what: str, base_s: float = 0.05,
+                cap_s: float = 5.0, on_error: Callable[[], None] | None = None) -> T:
+    """Await `call()` until it succeeds, backing off on ServiceError (Redis down)."""
+    delay, attempt = base_s, 0
+    while True:
+        try:
+            return await call()
+        except ServiceError as exc:
+            attempt += 1
+            if on_error is not None:
+                on_error()
+            logger.warning("%s failed (attempt %s, retry in %.2f s): %s", what, attempt,
+                           delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(cap_s, delay * 2)
+
+
+class Pipeline:
+    """Decode, apply, recall, publish: one call per micro-batch and topic."""
+
+    def __init__(self, engine: RecallEngine, sink: Sink, *, max_event_bytes: int,
+                 max_future_s: float, metrics: WorkerMetrics | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.sink = sink
+        self.max_event_bytes = max_event_bytes
+        self.max_future_s = max_future_s
+        self.metrics = metrics or WorkerMetrics()
+        self.clock = clock
+
+    def _decode(self, messages: Sequence[Incoming], kind: str
+                ) -> tuple[list[tuple[Incoming, object]], list[DeadLetter]]:
+        now = self.clock()
+        good: list[tuple[Incoming, object]] = []
+        bad: list[DeadLetter] = []
+        for m in messages:
+            self.metrics.events_in.inc(topic=m.topic)
+            try:
+                good.append((m, decode_record(m.value, kind=kind, now=now,
+                                              max_bytes=self.max_event_bytes,
+                                              max_future_s=self.max_future_s)))
+            except EventError as exc:
+                self.metrics.dead_lettered.inc(reason=exc.reason)
+                bad.append(dead_letter(m.value, topic=m.topic, partition=m.partition,
+                                       offset=m.offset, error=exc, now=now))
+        if bad:
+            logger.info("%s %s event(s) dead-lettered (first: %s)", len(bad), kind,
+                        bad[0].reason)
+        return good, bad
+
+    def _retry(self, call: Callable[[], Awaitable[T]], what: str) -> Awaitable[T]:
+        return retry(call, what=what, on_error=self.metrics.redis_errors.inc)
+
+    async def on_interactions(self, messages: Sequence[Incoming]) -> None:
+        good, bad = self._decode(messages, "interaction")
+        await self.sink.dead_letters(bad)
+        if not good:
+            return
+        events: list[Interaction] = [r for _, r in good]  # type: ignore[misc]
+        applied = await self._retry(lambda: self.engine.apply(events), "apply interactions")
+        self.metrics.applied.inc(sum(applied), topic=good[0][0].topic)
+        self.metrics.duplicates.inc(len(applied) - sum(applied))
+        arrivals: dict[str, float] = {}
+        for m, e in zip((m for m, _ in good), events, strict=True):
+            arrivals[e.user_id] = max(arrivals.get(e.user_id, 0.0), m.arrival)
+        await self.refresh(list(arrivals), now=max(e.ts for e in events), arrivals=arrivals)
+
+    async def on_context(self, messages: Sequence[Incoming]) -> None:
+        good, bad = self._decode(messages, "context")
+        await self.sink.dead_letters(bad)
+        arrivals: dict[str, float] = {}
+        store = self.engine.store
+        for m, record in good:
+            e: ContextEvent = record  # type: ignore[assignment]
+            await self._retry(lambda e=e: store.apply_context(  # type: ignore[misc]
+                event_id=e.event_id, ts=e.ts, region=e.region, weather=e.weather,
+                temperature=e.temperature, holiday=e.holiday, stock=e.stock or None),
+                "apply context")
+            self.metrics.applied.inc(topic=m.topic)
+            if e.user_id:  # conditions of one user (a store): its list may change
+                arrivals[e.user_id] = max(arrivals.get(e.user_id, 0.0), m.arrival)
+        if arrivals:
+            now = max(r.ts for _, r in good)  # type: ignore[attr-defined]
+            await self.refresh(list(arrivals), now=now, arrivals=arrivals)
+
+    async def on_items(self, messages: Sequence[Incoming]) -> None:
+        good, bad = self._decode(messages, "item")
+        await self.sink.dead_letters(bad)
+        store = self.engine.store
+        for m, record in good:
+            e: ItemUpdate = record  # type: ignore[assignment]
+            await self._retry(lambda e=e: store.apply_stock(  # type: ignore[misc]
+                event_id=e.event_id, ts=e.ts, stock={e.item_id: e.available}),
+                "apply item availability")
+            self.metrics.applied.inc(topic=m.topic)
+
+    async def refresh(self, users: list[str], *, now: float,
+                      arrivals: dict[str, float] | None = None) -> list[RecallResult]:
+        """Compute, store and publish fresh lists for `users` (distinct)."""
+        started = time.perf_counter()
+        recalls = await self._retry(lambda: self.engine.recall(users, now=now), "recall")
+        emitted = self.clock()
+        results = [to_result(r, emitted=emitted, arrival=(arrivals or {}).get(r.recall.user_id))
+                   for r in recalls]
+        await self._retry(lambda: self.engine.store.put_recalls(
+            {r.user_id: r.asdict() for r in results}), "store recall lists")
+        await self.sink.recalls(results)
+        self.metrics.batch_users.observe(len(users))
+        self.metrics.recall_seconds.observe(time.perf_counter() - started)
+        for r in results:
+            self.metrics.latency_seconds.observe(r.latency_ms / 1000.0)
+        return results
+
+
+def to_result(r: UserRecall, *, emitted: float, arrival: float | None) -> RecallResult:
+    f = r.features
+    return RecallResult(
+        user_id=r.recall.user_id, items=r.recall.items,
+        scores=[round(float(s), 6) for s in r.recall.scores], channels=r.recall.channels,
+        version=r.version, last_event_id=f.last_event_id if f else "",
+        last_event_ts=f.last_event_ts if f else 0.0, emitted_ts=emitted,
+        latency_ms=max(0.0, (emitted - arrival) * 1000.0) if arrival else 0.0)

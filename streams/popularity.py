@@ -1,0 +1,152 @@
+"""Live popularity shared by every worker: decayed counts in Redis sorted sets.
+
+The same scores as `streams.channels.PopularityChannel` (counts anchored at a time,
+weight x 2^((ts - anchor) / half_life), so the ranking does not depend on `now`), kept
+in Redis so all workers of a group rank alike and a restart keeps them. One Lua call
+adds a batch and, when the exponents grow large, rescales every set to a newer anchor.
+
+Keys (`P` = prefix, one hash tag so a cluster keeps them in one slot):
+    P:{pop}:anchor   string  anchor time
+    P:{pop}:g        zset    item -> decayed count, all regions
+    P:{pop}:r:REGION zset    item -> decayed count in one region
+    P:{pop}:regions  set     regions with a zset
+    P:{pop}:totals   hash    "" or REGION -> sum of the counts (scores are shares of it)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streams.channels import Candidates, first_k
+from streams.state import StateStoreError
+from towers.sequence import UserHistory
+
+__all__ = ["PopularityBoard", "RankedPopularity", "Ranking", "regions_of"]
+
+Ranking = tuple[np.ndarray, np.ndarray]  # (item ids, scores) best first
+
+_ADD = """
+local hl = tonumber(ARGV[1])
+local n = (#ARGV - 1) / 4
+local tmax = -math.huge
+for j = 0, n - 1 do tmax = math.max(tmax, tonumber(ARGV[2 + 4 * j + 2])) end
+local anchor = tonumber(redis.call('GET', KEYS[1]) or '')
+if not anchor then anchor = tmax; redis.call('SET', KEYS[1], string.format('%.17g', anchor)) end
+if hl > 0 and (tmax - anchor) / hl > 500 then
+  local factor = 2 ^ (-(tmax - anchor) / hl)
+  local keys = {KEYS[2]}
+  for _, r in ipairs(redis.call('SMEMBERS', KEYS[3])) do table.insert(keys, KEYS[4] .. r) end
+  for _, k in ipairs(keys) do redis.call('ZUNIONSTORE', k, 1, k, 'WEIGHTS', factor) end
+  for _, f in ipairs(redis.call('HKEYS', KEYS[5])) do
+    local t = tonumber(redis.call('HGET', KEYS[5], f)) * factor
+    redis.call('HSET', KEYS[5], f, string.format('%.17g', t))
+  end
+  anchor = tmax
+  redis.call('SET', KEYS[1], string.format('%.17g', anchor))
+end
+for j = 0, n - 1 do
+  local item, region = ARGV[2 + 4 * j], ARGV[3 + 4 * j]
+  local ts, w = tonumber(ARGV[4 + 4 * j]), tonumber(ARGV[5 + 4 * j])
+  if hl > 0 then w = w * 2 ^ ((ts - anchor) / hl) end
+  redis.call('ZINCRBY', KEYS[2], w, item)
+  redis.call('HINCRBYFLOAT', KEYS[5], '', w)
+  if region ~= '' then
+    redis.call('ZINCRBY', KEYS[4] .. region, w, item)
+    redis.call('HINCRBYFLOAT', KEYS[5], region, w)
+    redis.call('SADD', KEYS[3], region)
+  end
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class PopularityBoard:
+    """Decayed item counts in Redis, global and per region."""
+
+    redis: Any  # redis.asyncio.Redis
+    prefix: str = "nl"
+    half_life_s: float | None = 14 * 86_400.0  # None: plain counts
+    quantity_weighted: bool = False
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}:{{pop}}:{name}"
+
+    async def add(self, items: Sequence[str], regions: Sequence[str], ts: Sequence[float],
+                  quantities: Sequence[float]) -> None:
+        """Count applied interactions (never duplicates: the caller filters them)."""
+        if not items:
+            return
+        args: list[Any] = [self.half_life_s or 0.0]
+        for item, region, t, q in zip(items, regions, ts, quantities, strict=True):
+            args += [item, region, repr(float(t)), repr(float(q) if self.quantity_weighted
+                                                        else 1.0)]
+        keys = [self._key("anchor"), self._key("g"), self._key("regions"), self._key("r:"),
+                self._key("totals")]
+        try:
+            await self.redis.eval(_ADD, len(keys), *keys, *args)
+        except Exception as exc:  # redis errors of every kind: the batch is retried
+            raise StateStoreError(f"popularity update failed: {exc}") from exc
+
+    async def ranking(self, region: str = "", *, n: int) -> Ranking:
+        """The `n` best items of a region ("" = all), scores as shares of the total."""
+        key = self._key(f"r:{region}") if region else self._key("g")
+        try:
+            rows = await self.redis.zrevrange(key, 0, n - 1, withscores=True)
+            total = float(await self.redis.hget(self._key("totals"), region) or 0.0)
+        except Exception as exc:
+            raise StateStoreError(f"popularity read failed: {exc}") from exc
+        ids = np.array([r[0].decode() if isinstance(r[0], bytes) else r[0] for r in rows],
+                       dtype=object)
+        scores = np.array([r[1] for r in rows], dtype=np.float64) / max(total, 1e-300)
+        return ids, scores
+
+
+class RankedPopularity:
+    """A channel over rankings read once per batch (global, and blended per region)."""
+
+    def __init__(self, rankings: dict[str, Ranking], *, region_weight: float = 0.0,
+                 name: str = "popularity") -> None:
+        self.name = name
+        self.rankings = rankings
+        self.region_weight = region_weight
+        self._blended: dict[str, Ranking] = {}
+
+    def fit(self, dataset: Any, history: Any) -> None:  # state lives in Redis
+        return None
+
+    def observe(self, events: Any) -> None:
+        return None
+
+    def _ranking(self, region: str) -> Ranking:
+        base = self.rankings.get("", (np.zeros(0, dtype=object), np.zeros(0)))
+        w = self.region_weight
+        if not region or w <= 0 or region not in self.rankings:
+            return base
+        if region not in self._blended:
+            score: dict[str, float] = {}
+            for (ids, scores), weight in ((base, 1 - w), (self.rankings[region], w)):
+                for item, s in zip(ids.tolist(), scores.tolist(), strict=True):
+                    score[item] = score.get(item, 0.0) + weight * s
+            order = sorted(score, key=lambda i: -score[i])
+            self._blended[region] = (np.array(order, dtype=object),
+                                     np.array([score[i] for i in order]))
+        return self._blended[region]
+
+    def candidates(self, histories: Sequence[UserHistory | None], *, k: int, now: float,
+                   exclude: Sequence[Container[str]] | None = None) -> list[Candidates]:
+        out = []
+        for j, history in enumerate(histories):
+            ids, scores = self._ranking(history.region if history is not None else "")
+            out.append(first_k(ids, scores, k, exclude[j] if exclude is not None else None))
+        return out
+
+
+def regions_of(histories: Sequence[UserHistory | None]) -> set[str]:
+    """Regions named by a batch's users (each needs one ranking read)."""
+    return {h.region for h in histories if h is not None and h.region}
+

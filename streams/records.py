@@ -1,0 +1,145 @@
+"""Event records on the topics, and the decoding that turns message bytes into them.
+
+Input topics carry the JSON objects of `streams/schemas/*.json` (the field rules live in
+`towers.datasets.events`, shared with the JSON-lines readers). Decoding adds the checks
+that only make sense on a live stream: the message size, the clock (`max_future_s`) and
+control characters in ids. Whatever fails becomes a `DeadLetter` with a short reason.
+Output records are `faust.Record`s serialised with orjson, without Faust's metadata
+field, so consumers in any language read plain JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+import faust
+import orjson
+from faust.serializers import codecs
+
+from streams.errors import EventError
+from towers.datasets.events import InvalidEvent, decode_event
+
+__all__ = [
+    "CheckpointAnnouncement",
+    "ContextEvent",
+    "DeadLetter",
+    "Interaction",
+    "ItemUpdate",
+    "RecallResult",
+    "dead_letter",
+    "decode_record",
+]
+
+
+class _OrjsonCodec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def _loads(self, s: bytes) -> Any:
+        return orjson.loads(s)
+
+
+codecs.register("orjson", _OrjsonCodec())
+
+
+class _Record(faust.Record, serializer="orjson", include_metadata=False):
+    pass
+
+
+class Interaction(_Record):
+    event_id: str
+    user_id: str
+    item_id: str
+    type: str  # view | click | cart | purchase
+    ts: float  # unix seconds
+    quantity: float = 1.0
+    price: float | None = None
+    region: str = ""
+
+
+class ContextEvent(_Record):
+    event_id: str
+    ts: float
+    region: str = ""  # "" = everywhere
+    user_id: str | None = None  # set when the conditions concern one user (a store)
+    weather: str = ""
+    temperature: float | None = None
+    holiday: bool = False
+    stock: dict[str, bool] | None = None  # item -> in stock
+
+
+class ItemUpdate(_Record):
+    event_id: str
+    ts: float
+    item_id: str
+    category: str = ""
+    price: float | None = None
+    available: bool = True
+
+
+class RecallResult(_Record):
+    user_id: str
+    items: list[str]
+    scores: list[float]
+    channels: list[str]  # per item, the channel credited with it
+    version: str  # model version whose towers and index produced it ("" = none live)
+    last_event_id: str  # the last event applied to the state the list was computed from
+    last_event_ts: float
+    emitted_ts: float  # wall clock when published
+    latency_ms: float  # emitted - arrival of the newest event of this user in the batch
+
+
+class DeadLetter(_Record):
+    topic: str
+    partition: int
+    offset: int
+    reason: str  # not_json, not_object, missing_field, unknown_field, bad_value, ...
+    detail: str
+    original_b64: str
+    ts: float
+
+
+class CheckpointAnnouncement(_Record):
+    kind: str  # "published" (index agent: build it) or "ready" (workers: go live)
+    version: str
+    path: str  # checkpoint directory in the store
+    index_path: str = ""
+    ts: float = 0.0
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ID_FIELDS = ("event_id", "user_id", "item_id")
+_RECORD_OF = {"interaction": Interaction, "context": ContextEvent, "item": ItemUpdate}
+
+
+def decode_record(raw: bytes | None, *, kind: str, now: float, max_bytes: int,
+                  max_future_s: float) -> Interaction | ContextEvent | ItemUpdate:
+    """Validated record from a message value, or EventError(reason, detail)."""
+    if raw is None:
+        raise EventError("empty", "the message has no value")
+    if len(raw) > max_bytes:
+        raise EventError("too_large", f"{len(raw)} bytes > {max_bytes}")
+    try:
+        event = decode_event(raw, record=kind)
+    except InvalidEvent as exc:
+        raise EventError(exc.reason, exc.detail) from None
+    except RecursionError:
+        raise EventError("not_json", "nested too deeply") from None
+    for name in _ID_FIELDS:
+        value = event.get(name)
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise EventError("bad_value", f"{name} contains control characters")
+    if event["ts"] > now + max_future_s:
+        raise EventError("future_ts", f"ts {event['ts']:.0f} is more than {max_future_s:.0f} s "
+                         f"ahead of the clock ({now:.0f})")
+    event.pop("record", None)
+    return _RECORD_OF[kind](**event)
+
+
+def dead_letter(raw: bytes | None, *, topic: str, partition: int, offset: int,
+                error: EventError, now: float) -> DeadLetter:
+    return DeadLetter(topic=topic, partition=partition, offset=offset, reason=error.reason,
+                      detail=error.detail[:1000],
+                      original_b64=base64.b64encode(raw or b"").decode("ascii"), ts=now)

@@ -1,0 +1,60 @@
+"""Creating the topics a deployment uses, with the configured partition count.
+
+Topics are created explicitly before any worker starts: the embedded broker would
+auto-create unknown topics with its own default partition count, and a topic's
+partition count decides how far the workers can scale out.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streams.errors import ServiceError
+from streams.settings import Settings
+
+__all__ = ["admin_options", "ensure_topics"]
+
+logger = logging.getLogger(__name__)
+
+
+def admin_options(settings: Settings) -> dict[str, object]:
+    """kafka-python connection options (security settings passed through)."""
+    options: dict[str, object] = {"bootstrap_servers": settings.kafka_url.split(","),
+                                  "security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_sasl_mechanism:
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
+                       sasl_plain_username=settings.kafka_sasl_username,
+                       sasl_plain_password=settings.kafka_sasl_password)
+    if settings.kafka_ssl_cafile:
+        options["ssl_cafile"] = settings.kafka_ssl_cafile
+    return options
+
+
+def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
+    """Create every topic of `settings.topics` that is missing; returns the created ones."""
+    try:
+        admin = KafkaAdminClient(client_id=f"{settings.app_id}-admin",
+                                 request_timeout_ms=int(timeout_s * 1000),
+                                 **admin_options(settings))
+    except KafkaError as exc:
+        raise ServiceError(f"cannot reach Kafka at {settings.kafka_url}: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+        wanted = [t for t in settings.topics.all() if t not in existing]
+        created = []
+        for name in wanted:
+            try:
+                admin.create_topics([NewTopic(name, settings.partitions, 1)])
+                created.append(name)
+            except TopicAlreadyExistsError:  # another worker won the race
+                pass
+        if created:
+            logger.info("created topics %s with %s partitions", created, settings.partitions)
+        return created
+    except KafkaError as exc:
+        raise ServiceError(f"cannot create topics on {settings.kafka_url}: {exc}") from exc
+    finally:
+        admin.close()
