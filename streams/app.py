@@ -18,12 +18,16 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from streams.engine import RecallEngine
+from streams.checkpoint_store import CheckpointStore
+from streams.engine import LiveModel, RecallEngine
+from streams.errors import EventError, ServiceError, SettingsError
+from streams.faust_fetch import set_fetch_max_wait
+from streams.lifecycle import IndexBuilder, LiveVersionWatcher
 from streams.pipeline import Incoming, Pipeline, to_result
-from streams.records import DeadLetter, RecallResult
+from streams.records import DeadLetter, RecallResult, dead_letter, decode_announcement
 from streams.settings import Settings
 
-__all__ = ["KafkaSink", "create_app"]
+__all__ = ["ROLES", "KafkaSink", "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ def _credentials(settings: Settings) -> Any:
 
 def faust_app(settings: Settings) -> faust.App:
     """A bare Faust app configured from settings (no agents yet)."""
+    set_fetch_max_wait(settings.fetch_max_wait_ms)
     servers = ";".join(f"kafka://{h}" for h in settings.kafka_url.split(","))
     return faust.App(
         settings.app_id, broker=servers, broker_credentials=_credentials(settings),
@@ -85,23 +90,75 @@ def _incoming(event: Any) -> Incoming:
                     arrival=(m.timestamp or 0.0))
 
 
-def create_app(settings: Settings, engine: RecallEngine, *, pipeline_options: dict[str, Any]
-               | None = None) -> tuple[faust.App, Pipeline]:
-    """The worker app: interactions, context and items agents plus HTTP endpoints."""
+ROLES = ("recall", "index")
+
+
+def create_app(settings: Settings, engine: RecallEngine, *, roles: Sequence[str] = ROLES,
+               store: CheckpointStore | None = None) -> tuple[faust.App, Pipeline]:
+    """The worker app: the agents of its roles plus the HTTP endpoints.
+
+    recall: interactions, context and items agents, and the live-version watcher;
+    index: the checkpoints agent that builds indexes and makes versions live.
+    """
+    unknown = set(roles) - set(ROLES)
+    if unknown or not roles:
+        raise SettingsError(f"worker roles {sorted(unknown) or 'none'}: use {ROLES}")
     app = faust_app(settings)
     names = settings.topics
     topic = {name: app.topic(getattr(names, name), **_RAW) for name in
-             ("interactions", "context", "items", "recalls", "dead_letter")}
+             ("interactions", "context", "items", "checkpoints", "recalls", "dead_letter")}
     sink = KafkaSink(topic["recalls"], topic["dead_letter"])
     pipeline = Pipeline(engine, sink, max_event_bytes=settings.max_event_bytes,
-                        max_future_s=settings.max_future_s, **(pipeline_options or {}))
+                        max_future_s=settings.max_future_s)
+    store = store or CheckpointStore(settings.checkpoint_dir())
     n, within = settings.batch_size, settings.batch_within_s
-
-    for name, handle in (("interactions", pipeline.on_interactions),
-                         ("context", pipeline.on_context), ("items", pipeline.on_items)):
-        _batched_agent(app, topic[name], handle, n, within, name=f"{name}_agent")
+    if "recall" in roles:
+        for name, handle in (("interactions", pipeline.on_interactions),
+                             ("context", pipeline.on_context), ("items", pipeline.on_items)):
+            _batched_agent(app, topic[name], handle, n, within, name=f"{name}_agent")
+        _watch_live_version(app, pipeline, store)
+    if "index" in roles:
+        _index_agent(app, topic["checkpoints"], pipeline, store)
     _web(app, settings, pipeline)
     return app, pipeline
+
+
+def _watch_live_version(app: faust.App, pipeline: Pipeline, store: CheckpointStore) -> None:
+    def swapped(model: LiveModel) -> None:
+        pipeline.metrics.model_version.clear()
+        pipeline.metrics.model_version.set(1, version=model.version)
+        pipeline.metrics.swaps.inc()
+
+    watcher = LiveVersionWatcher(pipeline.engine, store, on_swap=swapped)
+
+    @app.timer(interval=0.5, name="nearline.live_version")
+    async def follow_live_version() -> None:
+        try:
+            await watcher.check()
+        except ServiceError as exc:  # Redis away: keep serving the current version
+            logger.warning("live version check failed: %s", exc)
+
+
+def _index_agent(app: faust.App, topic: faust.TopicT, pipeline: Pipeline,
+                 store: CheckpointStore) -> None:
+    builder = IndexBuilder(store, pipeline.engine.store,
+                           on_rejected=lambda v, r: pipeline.metrics.rejected.inc())
+
+    async def index_agent(stream: faust.StreamT) -> None:
+        async for event in stream.noack().events():
+            incoming = _incoming(event)
+            try:
+                note = decode_announcement(incoming.value)
+            except EventError as exc:
+                await pipeline.sink.dead_letters([dead_letter(
+                    incoming.value, topic=incoming.topic, partition=incoming.partition,
+                    offset=incoming.offset, error=exc, now=time.time())])
+            else:
+                if note.kind == "published":
+                    await builder.build(note.version)
+            await stream.ack(event)
+
+    app.agent(topic, name="nearline.index_agent")(index_agent)
 
 
 def _batched_agent(app: faust.App, topic: faust.TopicT, handle: Any, n: int, within: float,
@@ -148,7 +205,12 @@ def _web(app: faust.App, settings: Settings, pipeline: Pipeline) -> None:
                 await engine.store.counters()
             except Exception as exc:  # report, never raise: this is the probe
                 return self.json({"ok": False, "redis": str(exc)[:200]}, status=503)
-            return self.json({"ok": True})
+            try:  # partitions of the input topics this worker consumes (0 until assigned)
+                tps = app.consumer.assignment()
+            except Exception:  # the consumer is not started yet
+                tps = set()
+            mine = [tp for tp in tps if tp.topic == settings.topics.interactions]
+            return self.json({"ok": True, "interaction_partitions": len(mine)})
 
     @app.page("/version")
     class Version(View):

@@ -15,9 +15,12 @@ __all__ = ["worker"]
 @click.command("worker")
 @click.option("--web-port", type=int, default=None,
               help="HTTP port of /recall, /healthz, /version, /metrics (0 = no HTTP).")
+@click.option("--agents", "roles", default="recall,index", show_default=True,
+              help="Roles of this worker: recall (events in, lists out), index (builds "
+                   "the index of published checkpoints), or both.")
 @click.option("--loglevel", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def worker(web_port: int | None, loglevel: str) -> None:
+def worker(web_port: int | None, roles: str, loglevel: str) -> None:
     """Run a worker: interactions, context and item events in, recall lists out.
 
     Settings come from NEARLINE_* environment variables; with NEARLINE_KAFKA_URL and
@@ -26,6 +29,7 @@ def worker(web_port: int | None, loglevel: str) -> None:
     \b
     Examples:
       nearline up && nearline worker
+      nearline worker --agents recall --web-port 6067
       NEARLINE_KAFKA_URL=kafka:9092 NEARLINE_REDIS_URL=redis://redis:6379/0 nearline worker
     """
     from streams.worker import run_worker
@@ -37,4 +41,5 @@ def worker(web_port: int | None, loglevel: str) -> None:
         raise click.ClickException(str(exc)) from exc
     logging.basicConfig(level=loglevel.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_worker(settings, loglevel=loglevel)
+    run_worker(settings, roles=[r.strip() for r in roles.split(",") if r.strip()],
+               loglevel=loglevel)

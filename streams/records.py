@@ -29,6 +29,7 @@ __all__ = [
     "ItemUpdate",
     "RecallResult",
     "dead_letter",
+    "decode_announcement",
     "decode_record",
 ]
 
@@ -136,6 +137,24 @@ def decode_record(raw: bytes | None, *, kind: str, now: float, max_bytes: int,
                          f"ahead of the clock ({now:.0f})")
     event.pop("record", None)
     return _RECORD_OF[kind](**event)
+
+
+def decode_announcement(raw: bytes | None) -> CheckpointAnnouncement:
+    """A checkpoint announcement from the checkpoints topic, or EventError."""
+    try:
+        obj = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError as exc:
+        raise EventError("not_json", str(exc)) from None
+    if not isinstance(obj, dict) or obj.get("kind") not in ("published", "ready") \
+            or not isinstance(obj.get("version"), str) or not isinstance(obj.get("path"), str):
+        raise EventError("bad_value", "an announcement is {kind: published|ready, version, "
+                         "path, index_path?, ts?}")
+    try:
+        return CheckpointAnnouncement(kind=obj["kind"], version=obj["version"],
+                                      path=obj["path"], index_path=str(obj.get("index_path", "")),
+                                      ts=float(obj.get("ts", 0.0)))
+    except (TypeError, ValueError) as exc:
+        raise EventError("bad_value", str(exc)) from None
 
 
 def dead_letter(raw: bytes | None, *, topic: str, partition: int, offset: int,

@@ -46,8 +46,10 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
         wanted = [t for t in settings.topics.all() if t not in existing]
         created = []
         for name in wanted:
+            # announcements are rare and ordered: one partition, one index agent owns it
+            n = 1 if name == settings.topics.checkpoints else settings.partitions
             try:
-                admin.create_topics([NewTopic(name, settings.partitions, 1)])
+                admin.create_topics([NewTopic(name, n, 1)])
                 created.append(name)
             except TopicAlreadyExistsError:  # another worker won the race
                 pass

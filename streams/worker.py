@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import faust
+import redis
 import redis.asyncio as aioredis
 
-from streams.app import create_app
+from streams.app import ROLES, create_app
 from streams.channels import RepeatConfig
+from streams.checkpoint_store import CheckpointStore
 from streams.engine import EngineConfig, LiveModel, RecallEngine
+from streams.errors import ServiceError
+from streams.lifecycle import load_live_model
 from streams.popularity import PopularityBoard
 from streams.settings import Settings
-from streams.state import StateConfig, open_state_store
+from streams.state import StateConfig, StateKeys, open_state_store
 from streams.topics import ensure_topics
 
 __all__ = ["build_engine", "run_worker"]
@@ -35,18 +39,29 @@ def build_engine(settings: Settings, *, model: LiveModel | None = None) -> Recal
     return RecallEngine(store, board, config=engine_config(settings), model=model)
 
 
-def run_worker(settings: Settings, *, model_loader: Callable[[], LiveModel | None]
-               | None = None, loglevel: str = "info") -> None:
+def live_version_now(settings: Settings) -> str | None:
+    """The live version as stored in Redis (read before the worker consumes anything)."""
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        raw = client.get(StateKeys(settings.state_prefix).live_version)
+    except redis.RedisError as exc:
+        raise ServiceError(f"cannot read the live version from Redis: {exc}") from exc
+    finally:
+        client.close()
+    return raw.decode() if raw else None
+
+
+def run_worker(settings: Settings, *, roles: Sequence[str] = ROLES,
+               loglevel: str = "info") -> None:
     """Create the topics, load the live model, then consume until stopped."""
     ensure_topics(settings)
-    model = model_loader() if model_loader is not None else None
+    store = CheckpointStore(settings.checkpoint_dir())
+    model = load_live_model(store, live_version_now(settings)) if "recall" in roles else None
     engine = build_engine(settings, model=model)
-    app, pipeline = create_app(settings, engine)
+    app, pipeline = create_app(settings, engine, roles=roles, store=store)
     if model is not None:
         pipeline.metrics.model_version.set(1, version=model.version)
-    logger.info("worker %s: kafka %s, model %s", settings.app_id, settings.kafka_url,
-                model.version if model else "none (repeat + popularity only)")
+    logger.info("worker %s (%s): kafka %s, model %s", settings.app_id, ",".join(roles),
+                settings.kafka_url, model.version if model else "none")
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()
-
-

@@ -38,6 +38,9 @@ class WorkerMetrics:
                                        buckets=_BATCH_BUCKETS)
         self.model_version = r.gauge("nearline_model_info", "Live model version (value 1).",
                                      labels=("version",))
+        self.swaps = r.counter("nearline_model_swaps_total", "Live model swaps.")
+        self.rejected = r.counter("nearline_checkpoints_rejected_total",
+                                  "Checkpoints that failed validation or the index build.")
         self.index_items = r.gauge("nearline_index_items", "Items in the live index.")
         self.consumer_lag = r.gauge("nearline_consumer_lag", "Messages behind, per topic.",
                                     labels=("topic",))

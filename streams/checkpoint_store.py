@@ -1,0 +1,101 @@
+"""The checkpoint store: published checkpoints and their indexes, one directory per version.
+
+    <store>/<version>/checkpoint/   the published checkpoint (copied, validated)
+    <store>/<version>/index/        the item index the index agent built from it
+    <store>/<version>/READY         written last: the version may go live
+    <store>/<version>/REJECTED      the reason, when validation or the build failed
+
+Every write lands in a temporary name first and is renamed into place, so a reader sees
+a version either complete or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from towers.checkpoint import VERSION_RE, load_checkpoint
+from towers.errors import CheckpointError
+
+__all__ = ["CheckpointStore"]
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointStore:
+    """Published checkpoints under one root directory."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def version_dir(self, version: str) -> Path:
+        if not VERSION_RE.match(version):
+            raise CheckpointError(f"version {version!r} must match {VERSION_RE.pattern}")
+        return self.root / version
+
+    def checkpoint_dir(self, version: str) -> Path:
+        return self.version_dir(version) / "checkpoint"
+
+    def index_dir(self, version: str) -> Path:
+        return self.version_dir(version) / "index"
+
+    def publish(self, source: Path | str) -> str:
+        """Validate a checkpoint directory and copy it in; returns its version."""
+        source = Path(source)
+        version = load_checkpoint(source).version  # hashes, shapes, spec: before any copy
+        target = self.checkpoint_dir(version)
+        if target.exists():
+            logger.info("checkpoint %s is already in the store", version)
+            return version
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            shutil.copytree(source, tmp)
+            for f in tmp.iterdir():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            os.rename(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        load_checkpoint(target)  # the copy is what serving reads: check it too
+        return version
+
+    def mark_ready(self, version: str) -> None:
+        self._write(self.version_dir(version) / "READY", f"{time.time():.3f}\n")
+
+    def mark_rejected(self, version: str, reason: str) -> None:
+        self.version_dir(version).mkdir(parents=True, exist_ok=True)
+        self._write(self.version_dir(version) / "REJECTED", reason + "\n")
+
+    def is_ready(self, version: str) -> bool:
+        return (self.version_dir(version) / "READY").is_file()
+
+    def rejection(self, version: str) -> str | None:
+        path = self.version_dir(version) / "REJECTED"
+        return path.read_text().strip() if path.is_file() else None
+
+    def versions(self) -> list[dict[str, object]]:
+        """Every version in the store, oldest first, with its state."""
+        out = []
+        if not self.root.is_dir():
+            return out
+        for d in sorted(self.root.iterdir(), key=lambda p: p.stat().st_mtime):
+            if d.name.startswith(".") or not d.is_dir() or not VERSION_RE.match(d.name):
+                continue
+            state = ("ready" if self.is_ready(d.name) else
+                     "rejected" if self.rejection(d.name) else "published")
+            out.append({"version": d.name, "state": state, "reason": self.rejection(d.name)})
+        return out
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, path)

@@ -1,0 +1,127 @@
+"""Model lifecycle: build the index of a published checkpoint, and follow the live version.
+
+- The index agent (one worker: it owns the single partition of the checkpoints topic)
+  validates an announced checkpoint, embeds every item with its item tower, builds the
+  index aside, saves it into the store, marks the version ready and makes it live (the
+  live version is a Redis key, so it survives restarts). A checkpoint that fails any
+  check is marked rejected with the reason; the live version does not change.
+- Every worker polls the live version and, when it changes, loads that version's user
+  tower and index together in a background thread, then swaps them in one assignment
+  (`RecallEngine.swap`). Batches already running finish on the version they read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from index import IndexFileError, IndexInputError, save_index
+from streams.checkpoint_store import CheckpointStore
+from streams.engine import LiveModel, RecallEngine
+from streams.state import UserStateStore
+from towers.errors import CheckpointError, TowersError
+
+if TYPE_CHECKING:
+    from streams.two_tower import TowerBundle
+
+__all__ = ["IndexBuilder", "LiveVersionWatcher", "load_live_model"]
+
+logger = logging.getLogger(__name__)
+
+_REJECT = (CheckpointError, TowersError, IndexFileError, IndexInputError, OSError, ValueError)
+
+
+def live_model(bundle: TowerBundle) -> LiveModel:
+    from streams.two_tower import TwoTowerChannel
+
+    return LiveModel(version=bundle.version, channel=TwoTowerChannel(bundle))
+
+
+def load_version(store: CheckpointStore, version: str) -> TowerBundle:
+    """A ready version's towers and saved index (both validated)."""
+    from streams.two_tower import TowerBundle
+
+    if not store.is_ready(version):
+        raise CheckpointError(f"version {version} is not ready in {store.root}")
+    return TowerBundle.from_checkpoint(store.checkpoint_dir(version),
+                                       index_dir=store.index_dir(version))
+
+
+def load_live_model(store: CheckpointStore, version: str | None) -> LiveModel | None:
+    """The live model at start-up; None (repeat + popularity only) when none is live."""
+    if not version:
+        return None
+    try:
+        return live_model(load_version(store, version))
+    except _REJECT as exc:
+        logger.error("live version %s cannot be loaded, serving without a model: %s",
+                     version, exc)
+        return None
+
+
+@dataclass
+class IndexBuilder:
+    """Turns a published checkpoint into a ready (and live) version."""
+
+    store: CheckpointStore
+    state: UserStateStore
+    on_rejected: Callable[[str, str], None] = field(default=lambda version, reason: None)
+
+    async def build(self, version: str, *, make_live: bool = True) -> bool:
+        """True when `version` is ready (built now or before); False when rejected."""
+        if self.store.is_ready(version):
+            logger.info("version %s is already ready", version)
+        else:
+            try:
+                await asyncio.to_thread(self._build, version)
+            except _REJECT as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                logger.error("checkpoint %s rejected: %s", version, reason)
+                self.store.mark_rejected(version, reason)
+                self.on_rejected(version, reason)
+                return False
+        if make_live:
+            await self.state.set_live_version(version)
+            logger.info("version %s is live", version)
+        return True
+
+    def _build(self, version: str) -> None:
+        from streams.two_tower import TowerBundle
+
+        bundle = TowerBundle.from_checkpoint(self.store.checkpoint_dir(version))
+        save_index(bundle.index, self.store.index_dir(version))
+        self.store.mark_ready(version)
+        logger.info("version %s ready: %s items indexed", version, len(bundle.index))
+
+
+class LiveVersionWatcher:
+    """Follows the live version key and swaps the engine's model when it changes."""
+
+    def __init__(self, engine: RecallEngine, store: CheckpointStore, *,
+                 on_swap: Callable[[LiveModel], None] | None = None) -> None:
+        self.engine = engine
+        self.store = store
+        self.on_swap = on_swap
+        self.failed: set[str] = set()  # versions that could not be loaded: not retried
+
+    async def check(self) -> bool:
+        """One poll; True when a new version went live in this worker."""
+        version = await self.engine.store.live_version()
+        current = self.engine.model.version if self.engine.model is not None else None
+        if not version or version == current or version in self.failed:
+            return False
+        try:
+            bundle = await asyncio.to_thread(load_version, self.store, version)
+        except _REJECT as exc:
+            self.failed.add(version)
+            logger.error("live version %s cannot be loaded, keeping %s: %s", version,
+                         current, exc)
+            return False
+        model = live_model(bundle)
+        self.engine.swap(model)
+        if self.on_swap is not None:
+            self.on_swap(model)
+        return True

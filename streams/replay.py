@@ -1,0 +1,239 @@
+"""Replaying history through the real path: Kafka in, workers, Redis, recall topic out.
+
+The state before the replay window is bulk-loaded into Redis (and the popularity board),
+the window's events are produced in timestamp order at a chosen pace, and the recall
+topic is read back. Scoring follows the streaming protocol of EVALUATION.md: each event
+is judged against the newest list of its user computed from events strictly earlier
+than it (a `RecallResult` names the last event its state held). Before a user's first
+list from the stream, the boundary list counts: the one the same engine computes from
+the warmed state, which is also the frozen (nightly batch) variant. The end of a replay
+is detected from what was produced: every user's last produced event named by a list.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streams.settings import Settings
+from streams.topics import admin_options
+from towers.data import Dataset, Interactions, temporal_split
+from towers.datasets.events import INTERACTION_TYPES
+
+__all__ = ["ListLog", "ReplayWindow", "Score", "interaction_messages", "paced", "score_stream",
+           "split_window"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReplayWindow:
+    """The history (bulk-loaded state) and the window (produced) of one replay."""
+
+    dataset: Dataset
+    history: Interactions  # time order
+    window: Interactions  # time order
+    event_ids: list[str]  # one per window row
+    history_ids: list[str]
+
+    def users(self) -> list[str]:
+        return list(dict.fromkeys(self.window.user.tolist()))
+
+    def last_event_of(self) -> dict[str, str]:
+        """user -> id of its last window event (the one that ends the replay for it)."""
+        return dict(zip(self.window.user.tolist(), self.event_ids, strict=True))
+
+
+def split_window(dataset: Dataset, *, start: str = "test", limit: int | None = None
+                 ) -> ReplayWindow:
+    """EVALUATION.md split: history = before the window, window = valid (+test) or test."""
+    if start not in ("valid", "test"):
+        raise ValueError(f"replay window {start!r}: use 'valid' or 'test'")
+    split = temporal_split(dataset.interactions)
+    cut = len(split.train) + (len(split.valid) if start == "test" else 0)
+    end = cut + len(split.valid) if start == "valid" else len(split.order)
+    rows_h, rows_w = split.order[:cut], split.order[cut:end]
+    if limit is not None:
+        rows_w = rows_w[:limit]
+    log = dataset.interactions
+    name = dataset.name
+    return ReplayWindow(dataset, log.take(rows_h), log.take(rows_w),
+                        [f"{name}-{r}" for r in rows_w.tolist()],
+                        [f"{name}-{r}" for r in rows_h.tolist()])
+
+
+def interaction_messages(window: ReplayWindow) -> Iterator[tuple[bytes, bytes, float]]:
+    """(key, value, event ts) of every window event, in time order."""
+    w = window.window
+    for j, event_id in enumerate(window.event_ids):
+        kind = str(w.kind[j])
+        price = float(w.price[j])
+        yield (str(w.user[j]).encode(), orjson.dumps({
+            "event_id": event_id, "user_id": str(w.user[j]), "item_id": str(w.item[j]),
+            "type": kind if kind in INTERACTION_TYPES else "purchase",
+            "quantity": float(w.quantity[j]), "price": price if np.isfinite(price) else None,
+            "ts": float(w.ts[j]), "region": str(w.region[j])}), float(w.ts[j]))
+
+
+def paced(messages: Sequence[tuple[bytes, bytes, float]], *, speed: float | None,
+          max_rate: float | None) -> Iterator[tuple[bytes, bytes]]:
+    """Yield messages at event-time `speed` (x real time) and/or at most `max_rate`/s."""
+    start = time.monotonic()
+    t0 = messages[0][2] if messages else 0.0
+    for n, (key, value, ts) in enumerate(messages):
+        due = 0.0
+        if speed:
+            due = (ts - t0) / speed
+        if max_rate:
+            due = max(due, n / max_rate)
+        wait = start + due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        yield key, value
+
+
+@dataclass
+class ListLog:
+    """Every list read back from the recall topic, per user, in arrival order."""
+
+    lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    count: int = 0
+
+    def add(self, result: dict[str, Any]) -> None:
+        result["received_ts"] = time.time()
+        self.lists.setdefault(result["user_id"], []).append(result)
+        self.count += 1
+
+    def frontier(self, index_of: dict[str, int]) -> list[tuple[float, int]]:
+        """(wall time, window events covered): the newest event index named so far."""
+        named = sorted((r["received_ts"], index_of.get(r["last_event_id"], -1))
+                       for lists in self.lists.values() for r in lists)
+        out, best = [], -1
+        for t, j in named:
+            if j > best:
+                best = j
+                out.append((t, best + 1))
+        return out
+
+
+def collect(settings: Settings, *, until: Callable[[ListLog], bool], timeout_s: float,
+            stop: threading.Event | None = None) -> ListLog:
+    """Read the recall topic from its start until `until(log)` or the timeout."""
+    consumer = KafkaConsumer(auto_offset_reset="earliest", enable_auto_commit=False,
+                             **admin_options(settings))  # type: ignore[arg-type]
+    parts = consumer.partitions_for_topic(settings.topics.recalls) or {0}
+    consumer.assign([TopicPartition(settings.topics.recalls, p) for p in sorted(parts)])
+    out = ListLog()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not until(out):
+            if stop is not None and stop.is_set():
+                break
+            for batch in consumer.poll(100, max_records=5000).values():
+                for record in batch:
+                    out.add(orjson.loads(record.value))
+    finally:
+        consumer.close()
+    return out
+
+
+def produce(settings: Settings, messages: Iterator[tuple[bytes, bytes]], *,
+            on_sent: Callable[[int], None] | None = None) -> int:
+    producer = KafkaProducer(linger_ms=2, acks=1, **admin_options(settings))  # type: ignore[arg-type]
+    n = 0
+    try:
+        for key, value in messages:
+            producer.send(settings.topics.interactions, key=key, value=value)
+            n += 1
+            if on_sent is not None:
+                on_sent(n)
+        producer.flush()
+    finally:
+        producer.close()
+    return n
+
+
+@dataclass
+class Score:
+    """Streaming-protocol tallies for one list source."""
+
+    ks: Sequence[int]
+    events: int = 0
+    covered: int = 0
+    hits: dict[int, int] = field(default_factory=dict)
+    channel_hits: dict[str, int] = field(default_factory=dict)  # credited at max(ks)
+    trace: list[bool] = field(default_factory=list)  # hit at K=50 (or the largest K) per event
+
+    def judge(self, ranked: dict[str, Any] | None, item: str) -> None:
+        self.events += 1
+        k_trace = 50 if 50 in self.ks else max(self.ks)
+        self.trace.append(ranked is not None and item in ranked["items"][:k_trace])
+        if ranked is None:
+            return
+        self.covered += 1
+        items = ranked["items"]
+        if item in items:
+            pos = items.index(item)
+            for k in self.ks:
+                self.hits[k] = self.hits.get(k, 0) + (pos < k)
+            if pos < max(self.ks):
+                channel = ranked["channels"][pos] if ranked.get("channels") else ""
+                self.channel_hits[channel] = self.channel_hits.get(channel, 0) + 1
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {f"HitRate@{k}": self.hits.get(k, 0) / max(self.events, 1)
+                               for k in self.ks}
+        out["events"] = self.events
+        out["coverage"] = self.covered / max(self.events, 1)
+        for k in self.ks:
+            out[f"HitRate@{k}_with_list"] = self.hits.get(k, 0) / max(self.covered, 1)
+        out["hits_by_channel"] = dict(sorted(self.channel_hits.items()))
+        return out
+
+
+def score_stream(window: ReplayWindow, streamed: dict[str, list[dict[str, Any]]],
+                 boundary: dict[str, dict[str, Any]], *, ks: Sequence[int],
+                 seen_filter: bool) -> tuple[Score, Score]:
+    """(stream, frozen) metrics of EVALUATION.md from the lists read back."""
+    w = window.window
+    seen: dict[str, set[str]] = {}
+    if seen_filter:
+        for u, i in zip(window.history.user.tolist(), window.history.item.tolist(), strict=True):
+            seen.setdefault(u, set()).add(i)
+    by_user = {u: sorted(lists, key=lambda r: (r["last_event_ts"], r["emitted_ts"]))
+               for u, lists in streamed.items()}
+    cursor: dict[str, int] = {}
+    stream, frozen = Score(ks), Score(ks)
+    ts = w.ts
+    users, items = w.user.tolist(), w.item.tolist()
+    starts = np.flatnonzero(np.r_[True, ts[1:] != ts[:-1]]) if len(w) else np.zeros(0, int)
+    for a, b in zip(starts.tolist(), np.r_[starts[1:], len(w)].tolist(), strict=True):
+        t = float(ts[a])
+        for user, item in dict.fromkeys(zip(users[a:b], items[a:b], strict=True)):
+            if seen_filter and item in seen.get(user, ()):
+                continue
+            stream.judge(_latest_before(by_user.get(user, []), cursor, user, t)
+                         or boundary.get(user), item)
+            frozen.judge(boundary.get(user), item)
+        if seen_filter:
+            for user, item in zip(users[a:b], items[a:b], strict=True):
+                seen.setdefault(user, set()).add(item)
+    return stream, frozen
+
+
+def _latest_before(lists: list[dict[str, Any]], cursor: dict[str, int], user: str,
+                   t: float) -> dict[str, Any] | None:
+    """Newest list whose state held only events earlier than t (lists sorted by that ts)."""
+    j = cursor.get(user, 0)
+    while j < len(lists) and lists[j]["last_event_ts"] < t:
+        j += 1
+    cursor[user] = j
+    return lists[j - 1] if j > 0 else None
