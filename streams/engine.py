@@ -48,6 +48,7 @@ class EngineConfig:
 class LiveModel:
     version: str
     channel: Channel  # two-tower channel bound to this version's towers and index
+    extra: tuple[Channel, ...] = ()  # channels built offline with it (item-to-item table)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class RecallEngine:
             for region in regions_of(histories):
                 rankings[region] = await self.board.ranking(region, n=cfg.popularity_depth)
         popularity = RankedPopularity(rankings, region_weight=cfg.popularity_region_weight)
-        channels: list[Channel] = [model.channel] if model is not None else []
+        channels: list[Channel] = [model.channel, *model.extra] if model is not None else []
         channels += [self.repeat, *self.extra_channels, popularity]
         recaller = Recaller(channels=channels, fallback=popularity, merge=cfg.merge,
                             filters=Filters(seen=cfg.seen_filter, deny=cfg.deny, allow=cfg.allow))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Container, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -143,6 +143,39 @@ class ItemCFChannel:
         cols = self._nbr[row][self._nbr[row] >= 0]
         sims = self._similarity(np.full(len(cols), row), cols, self._cnt[row][: len(cols)])
         return list(zip(self._items.ids()[cols].tolist(), sims.tolist(), strict=True))
+
+    # --- the frozen table as a file ----------------------------------------------------
+
+    def to_json(self) -> dict[str, object]:
+        """The frozen neighbour table (what a checkpoint's neighbours.json holds)."""
+        m = len(self._items)
+        return {"format": "nearline-itemcf-1", "config": asdict(self.config),
+                "items": self._items.ids().tolist(), "n": self._n[:m].tolist(),
+                "neighbours": self._nbr[:m].tolist(), "counts": self._cnt[:m].tolist()}
+
+    @classmethod
+    def from_json(cls, obj: object, *, name: str = "itemcf") -> ItemCFChannel:
+        """A frozen channel from `to_json` output; ValueError naming what is wrong."""
+        if not isinstance(obj, dict) or obj.get("format") != "nearline-itemcf-1":
+            raise ValueError("neighbour table: not a nearline-itemcf-1 object")
+        try:
+            config = ItemCFConfig(**{**obj["config"], "live": False})
+            items = [str(i) for i in obj["items"]]
+            n = np.asarray(obj["n"], dtype=np.float64)
+            nbr = np.asarray(obj["neighbours"], dtype=np.int64).reshape(len(items), -1)
+            cnt = np.asarray(obj["counts"], dtype=np.float64).reshape(nbr.shape)
+        except (KeyError, TypeError, ValueError, AssertionError) as exc:
+            raise ValueError(f"neighbour table: {exc}") from None
+        if len(n) != len(items) or nbr.shape[1] != config.neighbours \
+                or (nbr.size and (nbr.max() >= len(items) or nbr.min() < -1)):
+            raise ValueError("neighbour table: sizes or indices do not agree")
+        channel = cls(config, name=name)
+        channel._items.add_many(np.array(items, dtype=object))
+        if len(channel._items) != len(items):
+            raise ValueError("neighbour table: duplicate item ids")
+        channel._n, channel._nbr, channel._cnt = n, nbr, cnt
+        channel._m = len(items)
+        return channel
 
     # --- live updates ----------------------------------------------------------------
 

@@ -16,11 +16,16 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
+
 from index import IndexFileError, IndexInputError, save_index
+from streams.channels import Channel
 from streams.checkpoint_store import CheckpointStore
 from streams.engine import LiveModel, RecallEngine
+from streams.itemcf import ItemCFChannel
 from streams.state import UserStateStore
 from towers.errors import CheckpointError, TowersError
 
@@ -34,10 +39,18 @@ logger = logging.getLogger(__name__)
 _REJECT = (CheckpointError, TowersError, IndexFileError, IndexInputError, OSError, ValueError)
 
 
-def live_model(bundle: TowerBundle) -> LiveModel:
+def live_model(bundle: TowerBundle, checkpoint_dir: Path) -> LiveModel:
+    """The version's channels: two-tower, plus item-to-item when the checkpoint has it."""
     from streams.two_tower import TwoTowerChannel
 
-    return LiveModel(version=bundle.version, channel=TwoTowerChannel(bundle))
+    extra: tuple[Channel, ...] = ()
+    table = checkpoint_dir / "neighbours.json"
+    if table.is_file():  # hashed with the rest of the checkpoint when it was loaded
+        try:
+            extra = (ItemCFChannel.from_json(orjson.loads(table.read_bytes())),)
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            raise CheckpointError(f"neighbours.json: {exc}") from exc
+    return LiveModel(version=bundle.version, channel=TwoTowerChannel(bundle), extra=extra)
 
 
 def load_version(store: CheckpointStore, version: str) -> TowerBundle:
@@ -55,7 +68,7 @@ def load_live_model(store: CheckpointStore, version: str | None) -> LiveModel | 
     if not version:
         return None
     try:
-        return live_model(load_version(store, version))
+        return live_model(load_version(store, version), store.checkpoint_dir(version))
     except _REJECT as exc:
         logger.error("live version %s cannot be loaded, serving without a model: %s",
                      version, exc)
@@ -92,6 +105,7 @@ class IndexBuilder:
         from streams.two_tower import TowerBundle
 
         bundle = TowerBundle.from_checkpoint(self.store.checkpoint_dir(version))
+        live_model(bundle, self.store.checkpoint_dir(version))  # every artefact must load
         save_index(bundle.index, self.store.index_dir(version))
         self.store.mark_ready(version)
         logger.info("version %s ready: %s items indexed", version, len(bundle.index))
@@ -120,7 +134,13 @@ class LiveVersionWatcher:
             logger.error("live version %s cannot be loaded, keeping %s: %s", version,
                          current, exc)
             return False
-        model = live_model(bundle)
+        try:
+            model = live_model(bundle, self.store.checkpoint_dir(version))
+        except _REJECT as exc:
+            self.failed.add(version)
+            logger.error("live version %s cannot be loaded, keeping %s: %s", version,
+                         current, exc)
+            return False
         self.engine.swap(model)
         if self.on_swap is not None:
             self.on_swap(model)

@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import orjson
@@ -38,6 +38,9 @@ __all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = 1
 FILES = ("config.json", "features.json", "items.json", "weights.safetensors", "metrics.json")
+# artefacts a checkpoint may carry besides the towers (hashed like the rest):
+# neighbours.json = the item-to-item table built offline from the same training log
+OPTIONAL_FILES = ("neighbours.json",)
 MAX_JSON_BYTES = 512 * 1024 * 1024
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -50,6 +53,7 @@ class Checkpoint:
     items: ItemTable
     metrics: dict[str, object]
     path: Path | None = None
+    extras: dict[str, Path] = field(default_factory=dict)  # optional file name -> path
 
 
 def _sha256(path: Path) -> str:
@@ -68,7 +72,8 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def save_checkpoint(root: Path | str, *, model: TwoTower, spec: FeatureSpec, items: ItemTable,
-                    metrics: dict[str, object], dataset: str, version: str | None = None) -> Path:
+                    metrics: dict[str, object], dataset: str, version: str | None = None,
+                    extras: dict[str, bytes] | None = None) -> Path:
     """Write a new checkpoint directory under `root` atomically and return its path."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -93,8 +98,13 @@ def save_checkpoint(root: Path | str, *, model: TwoTower, spec: FeatureSpec, ite
         _write(tmp / "items.json", orjson.dumps(items.to_json()))
         _write(tmp / "metrics.json", orjson.dumps(metrics, option=orjson.OPT_INDENT_2
                                                  | orjson.OPT_SERIALIZE_NUMPY))
+        for name, data in (extras or {}).items():
+            if name not in OPTIONAL_FILES:
+                raise CheckpointError(f"extra file {name!r} is not one of {OPTIONAL_FILES}")
+            _write(tmp / name, data)
+        names = [*FILES, *sorted(extras or {})]
         manifest = {"format": FORMAT, "version": version,
-                    "files": {name: _sha256(tmp / name) for name in FILES}}
+                    "files": {name: _sha256(tmp / name) for name in names}}
         _write(tmp / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
         final = root / version
         if final.exists():
@@ -132,12 +142,13 @@ def verify_manifest(path: Path) -> dict[str, object]:
     if not isinstance(files, dict):
         raise CheckpointError("manifest.json has no 'files' object")
     for name in files:
-        if not isinstance(name, str) or name not in FILES:
+        if not isinstance(name, str) or name not in FILES + OPTIONAL_FILES:
             raise CheckpointError(f"manifest names an unexpected file {name!r} "
-                                  f"(allowed: {', '.join(FILES)})")
+                                  f"(allowed: {', '.join(FILES + OPTIONAL_FILES)})")
     for name in FILES:
         if name not in files:
             raise CheckpointError(f"manifest does not list {name}")
+    for name in [*FILES, *(n for n in OPTIONAL_FILES if n in files)]:
         target = path / name
         if target.is_symlink() or not target.is_file():
             raise CheckpointError(f"{name} is missing or not a regular file")
@@ -181,8 +192,10 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     model.eval()
     version = str(manifest["version"])
     logger.info("checkpoint %s loaded from %s", version, path)
+    extras = {name: path / name for name in OPTIONAL_FILES
+               if name in manifest["files"]}  # type: ignore[operator]
     return Checkpoint(version=version, model=model, spec=spec, items=items,
-                      metrics=_read_json(path / "metrics.json"), path=path)
+                      metrics=_read_json(path / "metrics.json"), path=path, extras=extras)
 
 
 def _check_sizes(tower: TowerConfig, spec: FeatureSpec) -> None:
