@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import tempfile
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import click
 import orjson
 
 from streams.errors import StreamsError
+from streams.logs import configure_logging
 from streams.settings import load_settings
 from towers.datasets.registry import DATASETS
 from towers.errors import TowersError
@@ -69,9 +69,7 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
     from streams.replay_run import ReplayOptions, isolated, run_replay
     from towers.datasets.registry import load_dataset
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    for noisy in ("kafka", "aiokafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging("info")
     try:
         settings = load_settings()
         data_set = load_dataset(dataset, data, columns=columns)

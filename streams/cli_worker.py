@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from streams.errors import StreamsError
+from streams.logs import configure_logging
 from streams.settings import load_settings
 
 __all__ = ["worker"]
@@ -39,7 +38,6 @@ def worker(web_port: int | None, roles: str, loglevel: str) -> None:
         settings = load_settings(**overrides)
     except StreamsError as exc:
         raise click.ClickException(str(exc)) from exc
-    logging.basicConfig(level=loglevel.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(loglevel, json=settings.log_json)
     run_worker(settings, roles=[r.strip() for r in roles.split(",") if r.strip()],
                loglevel=loglevel)

@@ -15,6 +15,7 @@ from streams.checkpoint_store import CheckpointStore
 from streams.engine import EngineConfig, LiveModel, RecallEngine
 from streams.errors import ServiceError
 from streams.lifecycle import load_live_model
+from streams.logs import logging_config
 from streams.popularity import PopularityBoard
 from streams.settings import Settings
 from streams.state import StateConfig, StateKeys, open_state_store
@@ -63,5 +64,6 @@ def run_worker(settings: Settings, *, roles: Sequence[str] = ROLES,
         pipeline.metrics.model_version.set(1, version=model.version)
     logger.info("worker %s (%s): kafka %s, model %s", settings.app_id, ",".join(roles),
                 settings.kafka_url, model.version if model else "none")
-    worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
+    worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False,
+                          logging_config=logging_config(loglevel, json=settings.log_json))
     worker.execute_from_commandline()
