@@ -84,7 +84,7 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
     logdir = Path(tempfile.mkdtemp(prefix="nearline-replay-"))
     click.echo(f"replaying {len(window.window)} events of {dataset} ({start} window), "
                f"{len(window.history)} warmed; worker logs in {logdir}")
-    report = run_replay(settings, window, options, logdir=logdir)
+    report = run_replay(settings, window, options, logdir=logdir).report
     trace = report.pop("trace")
     click.echo(format_report(report))
     if json_path is not None:

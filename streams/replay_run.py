@@ -37,7 +37,7 @@ from streams.state_bulk import bulk_load
 from streams.topics import ensure_topics
 from streams.worker import build_engine, live_version_now
 
-__all__ = ["ReplayOptions", "isolated", "run_replay", "worker_env"]
+__all__ = ["ReplayOptions", "ReplayOutcome", "isolated", "prepare", "run_replay", "worker_env"]
 
 logger = logging.getLogger(__name__)
 
@@ -154,17 +154,30 @@ async def _make_live(settings: Settings, checkpoint: Path) -> str:
     return version
 
 
+@dataclass
+class ReplayOutcome:
+    report: dict[str, Any]
+    lists: dict[str, list[dict[str, Any]]]  # what the recall topic carried, per user
+    boundary: dict[str, dict[str, Any]]  # the lists at the boundary (frozen variant)
+
+
+def prepare(settings: Settings, window: ReplayWindow, checkpoint: Path | None
+            ) -> tuple[str, dict[str, Any], float]:
+    """Make the checkpoint live and warm the state: (version, bulk-load counts, seconds)."""
+    version = asyncio.run(_make_live(settings, checkpoint)) if checkpoint \
+        else (live_version_now(settings) or "")
+    started = time.perf_counter()
+    loaded = asyncio.run(_warm(settings, window))
+    return version, loaded, time.perf_counter() - started
+
+
 def run_replay(settings: Settings, window: ReplayWindow, options: ReplayOptions, *,
-               logdir: Path) -> dict[str, Any]:
+               logdir: Path) -> ReplayOutcome:
     """Replay `window` through Kafka and the workers; the report of EVALUATION.md + timings."""
     started = time.perf_counter()
     logdir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
-    version = asyncio.run(_make_live(settings, options.checkpoint)) if options.checkpoint \
-        else (live_version_now(settings) or "")
-    warm_s = time.perf_counter()
-    loaded = asyncio.run(_warm(settings, window))
-    warm_s = time.perf_counter() - warm_s
+    version, loaded, warm_s = prepare(settings, window, options.checkpoint)
     boundary = asyncio.run(_boundary_lists(settings, window))
     procs = _start_workers(settings, options.workers, logdir) if options.workers else []
     try:
@@ -184,7 +197,7 @@ def run_replay(settings: Settings, window: ReplayWindow, options: ReplayOptions,
     report.update(checkpoint=version, warm={"events": loaded.get("applied", 0),
                                             "seconds": round(warm_s, 2)},
                   wall_s=round(time.perf_counter() - started, 2))
-    return report
+    return ReplayOutcome(report, log.lists, boundary)
 
 
 def _produce_and_collect(settings: Settings, window: ReplayWindow, options: ReplayOptions
