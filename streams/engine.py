@@ -82,9 +82,11 @@ class RecallEngine:
                                      ts=e.ts, quantity=e.quantity, kind=e.type,
                                      region=e.region) for e in events]
         applied = await self.store.apply_interactions(updates)
-        fresh = [e for e, ok in zip(events, applied, strict=True) if ok]
-        await self.board.add([e.item_id for e in fresh], [e.region for e in fresh],
-                             [e.ts for e in fresh], [e.quantity for e in fresh])
+        # all of them: the board skips ids it counted, so a batch retried after a crash
+        # between these two steps still counts every event once
+        await self.board.add([e.event_id for e in events], [e.item_id for e in events],
+                             [e.region for e in events], [e.ts for e in events],
+                             [e.quantity for e in events])
         return applied
 
     async def recall(self, users: Sequence[str], *, now: float) -> list[UserRecall]:

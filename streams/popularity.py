@@ -11,6 +11,11 @@ Keys (`P` = prefix, one hash tag so a cluster keeps them in one slot):
     P:{pop}:r:REGION zset    item -> decayed count in one region
     P:{pop}:regions  set     regions with a zset
     P:{pop}:totals   hash    "" or REGION -> sum of the counts (scores are shares of it)
+    P:{pop}:ids      zset    event ids counted (score = event ts), the newest `max_ids`
+
+Counting is idempotent on its own: an event id already counted adds nothing, so a batch
+retried after a crash between the state update and the board update counts each event
+exactly once. Ids beyond the newest `max_ids` are forgotten.
 """
 
 from __future__ import annotations
@@ -31,9 +36,20 @@ Ranking = tuple[np.ndarray, np.ndarray]  # (item ids, scores) best first
 
 _ADD = """
 local hl = tonumber(ARGV[1])
-local n = (#ARGV - 1) / 4
+local max_ids = tonumber(ARGV[2])
+local n = (#ARGV - 2) / 5
+local fresh = {}
 local tmax = -math.huge
-for j = 0, n - 1 do tmax = math.max(tmax, tonumber(ARGV[2 + 4 * j + 2])) end
+for j = 0, n - 1 do
+  local b = 3 + 5 * j
+  if redis.call('ZADD', KEYS[6], 'NX', ARGV[b + 3], ARGV[b]) == 1 then
+    table.insert(fresh, b)
+    tmax = math.max(tmax, tonumber(ARGV[b + 3]))
+  end
+end
+if #fresh == 0 then return 0 end
+local extra = redis.call('ZCARD', KEYS[6]) - max_ids
+if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[6], 0, extra - 1) end
 local anchor = tonumber(redis.call('GET', KEYS[1]) or '')
 if not anchor then anchor = tmax; redis.call('SET', KEYS[1], string.format('%.17g', anchor)) end
 if hl > 0 and (tmax - anchor) / hl > 500 then
@@ -48,9 +64,9 @@ if hl > 0 and (tmax - anchor) / hl > 500 then
   anchor = tmax
   redis.call('SET', KEYS[1], string.format('%.17g', anchor))
 end
-for j = 0, n - 1 do
-  local item, region = ARGV[2 + 4 * j], ARGV[3 + 4 * j]
-  local ts, w = tonumber(ARGV[4 + 4 * j]), tonumber(ARGV[5 + 4 * j])
+for _, b in ipairs(fresh) do
+  local item, region = ARGV[b + 1], ARGV[b + 2]
+  local ts, w = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
   if hl > 0 then w = w * 2 ^ ((ts - anchor) / hl) end
   redis.call('ZINCRBY', KEYS[2], w, item)
   redis.call('HINCRBYFLOAT', KEYS[5], '', w)
@@ -60,7 +76,7 @@ for j = 0, n - 1 do
     redis.call('SADD', KEYS[3], region)
   end
 end
-return 1
+return #fresh
 """
 
 
@@ -72,23 +88,25 @@ class PopularityBoard:
     prefix: str = "nl"
     half_life_s: float | None = 14 * 86_400.0  # None: plain counts
     quantity_weighted: bool = False
+    max_ids: int = 1_000_000  # event ids remembered for idempotence
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}:{{pop}}:{name}"
 
-    async def add(self, items: Sequence[str], regions: Sequence[str], ts: Sequence[float],
-                  quantities: Sequence[float]) -> None:
-        """Count applied interactions (never duplicates: the caller filters them)."""
+    async def add(self, event_ids: Sequence[str], items: Sequence[str], regions: Sequence[str],
+                  ts: Sequence[float], quantities: Sequence[float]) -> int:
+        """Count interactions not counted before; returns how many were new."""
         if not items:
-            return
-        args: list[Any] = [self.half_life_s or 0.0]
-        for item, region, t, q in zip(items, regions, ts, quantities, strict=True):
-            args += [item, region, repr(float(t)), repr(float(q) if self.quantity_weighted
-                                                        else 1.0)]
+            return 0
+        args: list[Any] = [self.half_life_s or 0.0, self.max_ids]
+        for event_id, item, region, t, q in zip(event_ids, items, regions, ts, quantities,
+                                                strict=True):
+            args += [event_id, item, region, repr(float(t)),
+                     repr(float(q) if self.quantity_weighted else 1.0)]
         keys = [self._key("anchor"), self._key("g"), self._key("regions"), self._key("r:"),
-                self._key("totals")]
+                self._key("totals"), self._key("ids")]
         try:
-            await self.redis.eval(_ADD, len(keys), *keys, *args)
+            return int(await self.redis.eval(_ADD, len(keys), *keys, *args))
         except Exception as exc:  # redis errors of every kind: the batch is retried
             raise StateStoreError(f"popularity update failed: {exc}") from exc
 

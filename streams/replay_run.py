@@ -117,8 +117,9 @@ async def _warm(settings: Settings, window: ReplayWindow) -> dict[str, Any]:
     h = window.history
     step = 5000
     for a in range(0, len(h), step):
-        await engine.board.add(h.item[a:a + step].tolist(), h.region[a:a + step].tolist(),
-                               h.ts[a:a + step].tolist(), h.quantity[a:a + step].tolist())
+        await engine.board.add(window.history_ids[a:a + step], h.item[a:a + step].tolist(),
+                               h.region[a:a + step].tolist(), h.ts[a:a + step].tolist(),
+                               h.quantity[a:a + step].tolist())
     await engine.board.redis.aclose()
     await engine.store.close()
     return loaded

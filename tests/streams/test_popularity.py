@@ -31,8 +31,12 @@ async def _board_ranking(url: str, log: Interactions, half_life: float | None,
     board = PopularityBoard(client, prefix="pop-test", half_life_s=half_life)
     for s in range(0, len(log), batch):
         part = log.take(np.arange(s, min(s + batch, len(log))))
-        await board.add(part.item.tolist(), part.region.tolist(), part.ts.tolist(),
-                        part.quantity.tolist())
+        ids = [f"e{j}" for j in range(s, s + len(part))]
+        assert await board.add(ids, part.item.tolist(), part.region.tolist(),
+                               part.ts.tolist(), part.quantity.tolist()) == len(part)
+        # redelivered: counted once
+        assert await board.add(ids, part.item.tolist(), part.region.tolist(),
+                               part.ts.tolist(), part.quantity.tolist()) == 0
     out = {}
     for region in ("", "a"):
         ids, scores = await board.ranking(region, n=100)
