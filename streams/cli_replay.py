@@ -44,13 +44,15 @@ def _ks(text: str) -> tuple[int, ...]:
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Worker processes started for the replay (0: use running workers).")
 @click.option("--limit", type=int, default=None, help="Replay only the first N events.")
+@click.option("--days", type=float, default=None,
+              help="Replay only the first D days (event time) of the window.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None)
 @click.option("--timeout", "timeout_s", type=float, default=900.0, show_default=True)
 def replay(dataset: str, data: Path | None, columns: str | None, start: str,
            speed: float | None, max_rate: float | None, ks: str, checkpoint: Path | None,
-           workers: int, limit: int | None, json_path: Path | None, plot_path: Path | None,
-           timeout_s: float) -> None:
+           workers: int, limit: int | None, days: float | None, json_path: Path | None,
+           plot_path: Path | None, timeout_s: float) -> None:
     """Replay a data set's valid/test window through the real path and score it.
 
     The history before the window is bulk-loaded into Redis; the window's events are
@@ -78,7 +80,7 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
     settings = isolated(settings)
     if data_set.seen_filter:
         settings = dataclasses.replace(settings, seen_filter=True)
-    window = split_window(data_set, start=start, limit=limit)
+    window = split_window(data_set, start=start, limit=limit, days=days)
     options = ReplayOptions(ks=_ks(ks), speed=speed, max_rate=max_rate, workers=workers,
                             timeout_s=timeout_s, checkpoint=checkpoint)
     logdir = Path(tempfile.mkdtemp(prefix="nearline-replay-"))

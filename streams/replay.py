@@ -52,18 +52,24 @@ class ReplayWindow:
         return dict(zip(self.window.user.tolist(), self.event_ids, strict=True))
 
 
-def split_window(dataset: Dataset, *, start: str = "test", limit: int | None = None
-                 ) -> ReplayWindow:
-    """EVALUATION.md split: history = before the window, window = valid (+test) or test."""
+def split_window(dataset: Dataset, *, start: str = "test", limit: int | None = None,
+                 days: float | None = None) -> ReplayWindow:
+    """EVALUATION.md split: history = before the window, window = valid (+test) or test.
+
+    `limit` keeps the window's first N events, `days` its first D days of event time.
+    """
     if start not in ("valid", "test"):
         raise ValueError(f"replay window {start!r}: use 'valid' or 'test'")
     split = temporal_split(dataset.interactions)
     cut = len(split.train) + (len(split.valid) if start == "test" else 0)
     end = cut + len(split.valid) if start == "valid" else len(split.order)
     rows_h, rows_w = split.order[:cut], split.order[cut:end]
+    log = dataset.interactions
+    if days is not None and len(rows_w):
+        ts = log.ts[rows_w]
+        rows_w = rows_w[ts < ts[0] + days * 86_400.0]
     if limit is not None:
         rows_w = rows_w[:limit]
-    log = dataset.interactions
     name = dataset.name
     return ReplayWindow(dataset, log.take(rows_h), log.take(rows_w),
                         [f"{name}-{r}" for r in rows_w.tolist()],
