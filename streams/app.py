@@ -119,8 +119,32 @@ def create_app(settings: Settings, engine: RecallEngine, *, roles: Sequence[str]
         _watch_live_version(app, pipeline, store)
     if "index" in roles:
         _index_agent(app, topic["checkpoints"], pipeline, store)
+    _lag_gauge(app, pipeline)
     _web(app, settings, pipeline)
     return app, pipeline
+
+
+def _lag_gauge(app: faust.App, pipeline: Pipeline) -> None:
+    """Consumer lag per topic: newest offset seen by fetches minus the committed one."""
+
+    @app.timer(interval=2.0, name="nearline.consumer_lag")
+    async def report_lag() -> None:
+        consumer = app.consumer
+        committed = getattr(consumer, "_committed_offset", {})  # faust keeps no public view
+        lag: dict[str, int] = {}
+        try:
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                if high is None:
+                    continue
+                done = committed.get(tp)
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - (done + 1 if done is not
+                                                                       None else 0))
+        except Exception as exc:  # not assigned yet, or rebalancing: report next time
+            logger.debug("consumer lag unavailable: %s", exc)
+            return
+        for name, value in lag.items():
+            pipeline.metrics.consumer_lag.set(value, topic=name)
 
 
 def _watch_live_version(app: faust.App, pipeline: Pipeline, store: CheckpointStore) -> None:
