@@ -1,0 +1,136 @@
+"""The two-tower recall channel: user tower forward + item index search, one version.
+
+A `TowerBundle` holds one checkpoint's towers and the index of its item embeddings. The
+channel reads its bundle once per call and uses that same bundle for the user forward
+and the search, so an embedding of version A is never searched in the index of B.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Container, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from index import IndexConfig, ItemIndex, build_index, load_index
+from streams.channels import Candidates
+from towers.checkpoint import Checkpoint, load_checkpoint
+from towers.errors import CheckpointError
+from towers.features import FeatureSpec, ItemTable, encode_histories, encode_items
+from towers.model import TwoTower
+from towers.sequence import UserHistory
+
+__all__ = ["TowerBundle", "TwoTowerChannel"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TowerBundle:
+    """One version's towers and item index, loaded and validated together."""
+
+    version: str
+    model: TwoTower
+    spec: FeatureSpec
+    items: ItemTable
+    index: ItemIndex
+
+    @classmethod
+    def from_checkpoint(cls, path: Path | str, *, index_dir: Path | str | None = None,
+                        config: IndexConfig | None = None) -> TowerBundle:
+        """Load a checkpoint; load its saved index from `index_dir` or build one."""
+        ckpt = load_checkpoint(path)
+        if index_dir is not None:
+            index = load_index(index_dir, expect_version=ckpt.version)
+            if len(index) != len(ckpt.items.ids):
+                raise CheckpointError(f"index in {index_dir} holds {len(index)} items, the "
+                                      f"checkpoint {len(ckpt.items.ids)}")
+            if index.dim != ckpt.model.config.dim:
+                raise CheckpointError(f"index dimension {index.dim} != tower output "
+                                      f"{ckpt.model.config.dim}")
+        else:
+            index = item_index(ckpt, config=config)
+        return cls(ckpt.version, ckpt.model.eval(), ckpt.spec, ckpt.items, index)
+
+    @classmethod
+    def from_training(cls, model: TwoTower, spec: FeatureSpec, items: ItemTable, *,
+                      version: str, config: IndexConfig | None = None) -> TowerBundle:
+        ckpt = Checkpoint(version=version, model=model.eval(), spec=spec, items=items,
+                          metrics={})
+        return cls(version, ckpt.model, spec, items, item_index(ckpt, config=config))
+
+
+def item_index(ckpt: Checkpoint, *, config: IndexConfig | None = None) -> ItemIndex:
+    """Embed every catalogue item with the item tower (batched) and index them."""
+    with torch.inference_mode():
+        vectors = ckpt.model.embed_items(encode_items(ckpt.spec, ckpt.items))
+    return build_index([str(i) for i in ckpt.items.ids], vectors, version=ckpt.version,
+                       checkpoint=ckpt.version, config=config)
+
+
+class TwoTowerChannel:
+    """Items nearest to the user's embedding; see the module docstring."""
+
+    def __init__(self, bundle: TowerBundle, *, name: str = "two_tower") -> None:
+        self.bundle = bundle
+        self.name = name
+
+    def use(self, bundle: TowerBundle) -> None:
+        """Serve another version from the next call on (one assignment)."""
+        self.bundle = bundle
+
+    def fit(self, dataset: object, history: object) -> None:  # the towers come trained
+        return None
+
+    def observe(self, events: object) -> None:  # state lives in the histories
+        return None
+
+    def embed(self, histories: Sequence[UserHistory], *, now: float,
+              bundle: TowerBundle | None = None) -> np.ndarray:
+        """(B, dim) float32 user embeddings at time `now` (histories must not be empty)."""
+        bundle = bundle or self.bundle
+        batch = encode_histories(bundle.spec, histories,
+                                 now=np.full(len(histories), now, dtype=np.float64))
+        with torch.inference_mode():
+            return bundle.model.embed_users(batch)
+
+    def search(self, vectors: np.ndarray, *, k: int,
+               exclude: Sequence[Container[str]] | None = None,
+               bundle: TowerBundle | None = None) -> list[Candidates]:
+        """Top `k` per row, over-fetching so exclusions still leave `k` when possible."""
+        bundle = bundle or self.bundle
+        n = len(bundle.index)
+        out: list[Candidates] = [[] for _ in range(len(vectors))]
+        todo = list(range(len(vectors)))
+        fetch = min(n, k * 2 + 16)
+        while todo:
+            found = bundle.index.search(vectors[todo], fetch)
+            short = []
+            for row, ids, scores in zip(todo, found.ids.tolist(), found.scores.tolist(),
+                                        strict=True):
+                excl = exclude[row] if exclude is not None else None
+                keep = [(i, float(s)) for i, s in zip(ids, scores, strict=True)
+                        if i and (excl is None or i not in excl)]
+                out[row] = keep[:k]
+                if len(keep) < k and fetch < n:
+                    short.append(row)
+            todo, fetch = short, min(n, fetch * 4)
+        return out
+
+    def candidates(self, histories: Sequence[UserHistory | None], *, k: int, now: float,
+                   exclude: Sequence[Container[str]] | None = None) -> list[Candidates]:
+        bundle = self.bundle  # one version for the embedding and the search
+        rows = [j for j, h in enumerate(histories) if h is not None and len(h)]
+        out: list[Candidates] = [[] for _ in histories]
+        if not rows:
+            return out
+        vectors = self.embed([histories[j] for j in rows], now=now,  # type: ignore[misc]
+                             bundle=bundle)
+        found = self.search(vectors, k=k, bundle=bundle,
+                            exclude=[exclude[j] for j in rows] if exclude is not None else None)
+        for j, cands in zip(rows, found, strict=True):
+            out[j] = cands
+        return out
