@@ -132,7 +132,12 @@ def rollback(version: str) -> None:
 
 @click.command("versions")
 def versions() -> None:
-    """List the versions in the checkpoint store and which one is live."""
+    """List the versions in the checkpoint store and which one is live (marked *).
+
+    \b
+    Example:
+      nearline versions
+    """
     settings = _settings()
     live = _live(settings)
     rows = CheckpointStore(settings.checkpoint_dir()).versions()
