@@ -52,6 +52,7 @@ class Settings:
     max_future_s: float = 86_400.0  # events timestamped further ahead are rejected
     web_host: str = "127.0.0.1"  # HTTP endpoint binds to loopback unless told otherwise
     web_port: int = 6066
+    torch_threads: int = 1  # intra-op threads of the user tower in a worker
     fetch_max_wait_ms: int = 10  # consumer long-poll; the embedded broker holds it in full
     rebalance_timeout_s: float = 3.0  # the embedded broker waits this long on every join
     kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL

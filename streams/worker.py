@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import faust
 import redis
 import redis.asyncio as aioredis
+import torch
 
 from streams.app import ROLES, create_app
 from streams.channels import RepeatConfig
@@ -55,6 +56,9 @@ def live_version_now(settings: Settings) -> str | None:
 def run_worker(settings: Settings, *, roles: Sequence[str] = ROLES,
                loglevel: str = "info") -> None:
     """Create the topics, load the live model, then consume until stopped."""
+    # one intra-op thread: the event loop, faiss and torch share few cores, and spinning
+    # OpenMP pools fighting each other cost far more than they parallelise small batches
+    torch.set_num_threads(max(1, settings.torch_threads))
     ensure_topics(settings)
     store = CheckpointStore(settings.checkpoint_dir())
     model = load_live_model(store, live_version_now(settings)) if "recall" in roles else None
