@@ -46,7 +46,8 @@ def main() -> None:
         workdir=work)
     try:
         base = Settings(kafka_url=broker.url, redis_url=redis_server.url, home=str(work),
-                        partitions=4, web_port=free_port(), seen_filter=data.seen_filter)
+                        partitions=4, web_port=free_port(), seen_filter=data.seen_filter,
+                        profile="films" if data.seen_filter else "retail")
         out = measure(base, window, args, work)
     finally:
         broker.stop()

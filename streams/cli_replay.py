@@ -78,8 +78,9 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
     except (StreamsError, TowersError) as exc:
         raise click.ClickException(str(exc)) from exc
     settings = isolated(settings)
-    if data_set.seen_filter:
-        settings = dataclasses.replace(settings, seen_filter=True)
+    # the data set's protocol: films keep the seen filter on (EVALUATION.md)
+    settings = dataclasses.replace(settings, seen_filter=data_set.seen_filter,
+                                   profile="films" if data_set.seen_filter else "retail")
     window = split_window(data_set, start=start, limit=limit, days=days)
     options = ReplayOptions(ks=_ks(ks), speed=speed, max_rate=max_rate, workers=workers,
                             timeout_s=timeout_s, checkpoint=checkpoint)

@@ -44,8 +44,9 @@ class Settings:
     top_k: int = 100  # length of each published recall list
     batch_size: int = 256  # micro-batch: at most this many events ...
     batch_within_s: float = 0.005  # ... or whatever arrived within this many seconds
-    half_life_s: float = 14 * 86_400.0  # recency half-life of the repeat channel
-    popularity_half_life_s: float = 7 * 86_400.0  # decay of live popularity; 0 = none
+    profile: str = "retail"  # recall recipe: "retail" (repeat purchases) or "films"
+    half_life_s: float = 0.0  # recency half-life of the repeat channel; 0 = the profile's
+    popularity_half_life_s: float = 0.0  # decay of live popularity; 0 = the profile's
     state_prefix: str = "nl"  # every Redis key starts with "<prefix>:"
     seen_filter: bool = False  # drop items the user already had (on for films, off for FMCG)
     max_event_bytes: int = 64 * 1024  # larger messages go to the dead-letter topic
@@ -93,6 +94,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     topics = {t.name: env[f"NEARLINE_TOPIC_{t.name.upper()}"] for t in fields(TopicNames)
               if f"NEARLINE_TOPIC_{t.name.upper()}" in env}
     settings = replace(Settings(**values), topics=TopicNames(**topics), **overrides)
+    if settings.profile not in ("retail", "films"):
+        raise SettingsError(f"NEARLINE_PROFILE={settings.profile!r}: use retail or films")
     if settings.partitions < 1:
         raise SettingsError("NEARLINE_PARTITIONS must be at least 1")
     if not settings.kafka_url or not settings.redis_url:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 import faust
 import redis
@@ -11,7 +12,7 @@ import redis.asyncio as aioredis
 import torch
 
 from streams.app import ROLES, create_app
-from streams.channels import RepeatConfig
+from streams.baselines import PROFILES
 from streams.checkpoint_store import CheckpointStore
 from streams.engine import EngineConfig, LiveModel, RecallEngine
 from streams.errors import ServiceError
@@ -20,6 +21,7 @@ from streams.logs import logging_config
 from streams.popularity import PopularityBoard
 from streams.settings import Settings
 from streams.state import StateConfig, StateKeys, open_state_store
+from streams.systems import MERGES
 from streams.topics import ensure_topics
 
 __all__ = ["build_engine", "run_worker"]
@@ -28,8 +30,17 @@ logger = logging.getLogger(__name__)
 
 
 def engine_config(settings: Settings) -> EngineConfig:
-    return EngineConfig(top_k=settings.top_k, seen_filter=settings.seen_filter,
-                        repeat=RepeatConfig(half_life_s=settings.half_life_s))
+    """The profile's recipe (the one `streams.systems.nearline_system` evaluates)."""
+    profile = PROFILES[settings.profile]
+    repeat = profile.repeat if not settings.half_life_s else replace(
+        profile.repeat, half_life_s=settings.half_life_s)
+    return EngineConfig(top_k=settings.top_k, seen_filter=settings.seen_filter, repeat=repeat,
+                        popularity_region_weight=profile.popularity.region_weight,
+                        merge=MERGES[settings.profile])
+
+
+def popularity_half_life(settings: Settings) -> float | None:
+    return settings.popularity_half_life_s or PROFILES[settings.profile].popularity.half_life_s
 
 
 def build_engine(settings: Settings, *, model: LiveModel | None = None) -> RecallEngine:
@@ -37,7 +48,7 @@ def build_engine(settings: Settings, *, model: LiveModel | None = None) -> Recal
     store = open_state_store(settings.redis_url, config=StateConfig(prefix=settings.state_prefix))
     client = aioredis.Redis.from_url(settings.redis_url)
     board = PopularityBoard(client, prefix=settings.state_prefix,
-                            half_life_s=settings.popularity_half_life_s or None)
+                            half_life_s=popularity_half_life(settings))
     return RecallEngine(store, board, config=engine_config(settings), model=model)
 
 
