@@ -1,3 +1,5 @@
+"""`python -m streams`: the `nearline` command."""
+
 from streams.cli import main
 
-main()
+main(prog_name="nearline")

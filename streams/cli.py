@@ -1,19 +1,32 @@
-"""The `nearline` command: every entry point of the project, one subcommand each."""
+"""The `nearline` command: every entry point of the project, one subcommand each.
+
+Subcommands load on first use, so `nearline up` or `status` never import torch or Faiss.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 import click
 
-from streams.cli_data import evaluate, simulate, train
-from streams.cli_index import index
-from streams.cli_models import publish, rollback, versions
-from streams.cli_replay import replay
-from streams.cli_services import down, status, up
-from streams.cli_worker import worker
+__all__ = ["COMMANDS", "main"]
 
-__all__ = ["main"]
+# name -> "module:attribute" of the click command
+COMMANDS = {
+    "up": "streams.cli_services:up",
+    "down": "streams.cli_services:down",
+    "status": "streams.cli_services:status",
+    "simulate": "streams.cli_data:simulate",
+    "train": "streams.cli_data:train",
+    "evaluate": "streams.cli_data:evaluate",
+    "index": "streams.cli_index:index",
+    "publish": "streams.cli_models:publish",
+    "versions": "streams.cli_models:versions",
+    "rollback": "streams.cli_models:rollback",
+    "worker": "streams.cli_worker:worker",
+    "replay": "streams.cli_replay:replay",
+}
 
 
 def _version() -> str:
@@ -23,7 +36,23 @@ def _version() -> str:
         return "0+unknown"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose subcommands are imported when named (click's documented pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        command = getattr(import_module(module), attribute)
+        assert isinstance(command, click.Command), target
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(_version(), prog_name="nearline")
 def main() -> None:
     """nearline: streaming features and two-tower recall (Kafka, Redis, Faiss).
@@ -36,8 +65,3 @@ def main() -> None:
       nearline worker &                             # serve
       nearline publish --latest runs/ --wait 120    # go live
     """
-
-
-for command in (up, down, status, simulate, train, evaluate, index, publish, versions, rollback,
-                worker, replay):
-    main.add_command(command)

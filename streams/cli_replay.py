@@ -38,6 +38,9 @@ def _ks(text: str) -> tuple[int, ...]:
 @click.option("--speed", type=float, default=None,
               help="Event time runs this many times faster than real time.")
 @click.option("--max-rate", type=float, default=None, help="At most this many events/s.")
+@click.option("--one-per-batch", is_flag=True,
+              help="Hold each event until the previous one has its list (one event per "
+                   "micro-batch: the pace of the in-process reference).")
 @click.option("--k", "ks", default="10,50,100", show_default=True, help="Cut-offs K.")
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Publish this checkpoint and replay with it live.")
@@ -50,9 +53,9 @@ def _ks(text: str) -> tuple[int, ...]:
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None)
 @click.option("--timeout", "timeout_s", type=float, default=900.0, show_default=True)
 def replay(dataset: str, data: Path | None, columns: str | None, start: str,
-           speed: float | None, max_rate: float | None, ks: str, checkpoint: Path | None,
-           workers: int, limit: int | None, days: float | None, json_path: Path | None,
-           plot_path: Path | None, timeout_s: float) -> None:
+           speed: float | None, max_rate: float | None, one_per_batch: bool, ks: str,
+           checkpoint: Path | None, workers: int, limit: int | None, days: float | None,
+           json_path: Path | None, plot_path: Path | None, timeout_s: float) -> None:
     """Replay a data set's valid/test window through the real path and score it.
 
     The history before the window is bulk-loaded into Redis; the window's events are
@@ -83,7 +86,8 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
                                    profile="films" if data_set.seen_filter else "retail")
     window = split_window(data_set, start=start, limit=limit, days=days)
     options = ReplayOptions(ks=_ks(ks), speed=speed, max_rate=max_rate, workers=workers,
-                            timeout_s=timeout_s, checkpoint=checkpoint)
+                            timeout_s=timeout_s, checkpoint=checkpoint,
+                            one_per_batch=one_per_batch)
     logdir = Path(tempfile.mkdtemp(prefix="nearline-replay-"))
     click.echo(f"replaying {len(window.window)} events of {dataset} ({start} window), "
                f"{len(window.history)} warmed; worker logs in {logdir}")

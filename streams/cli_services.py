@@ -47,14 +47,17 @@ def down(home: Path) -> None:
     """
     from streams.services import services_down
 
-    stopped = services_down(home)
+    try:
+        stopped = services_down(home)
+    except StreamsError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 @click.command("status")
 @_HOME
 def status(home: Path) -> None:
-    """Show the embedded services and whether they run.
+    """Show the embedded services and whether they run (exit code 1 unless both do).
 
     \b
     Example:
@@ -62,7 +65,10 @@ def status(home: Path) -> None:
     """
     from streams.services import services_status
 
-    info = services_status(home)
+    try:
+        info = services_status(home)
+    except StreamsError as exc:
+        raise click.ClickException(str(exc)) from exc
     if info is None:
         click.echo("no services recorded (run `nearline up`)")
         raise SystemExit(1)

@@ -7,6 +7,7 @@ recall step runs partly in worker threads.
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Sequence
 
@@ -14,10 +15,18 @@ __all__ = ["Counter", "Gauge", "Histogram", "Registry"]
 
 LabelKey = tuple[str, ...]
 _INF = 'le="+Inf"'
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def _escape(value: str) -> str:
+    """A label value: backslash, double quote and line feed are escaped."""
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(value: str) -> str:
+    """HELP text: only backslash and line feed are escaped (a quote stays a quote)."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
 
 
 def _number(value: float) -> str:
@@ -32,6 +41,13 @@ class _Metric:
     kind = ""
 
     def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a metric name")
+        for label in labels:
+            if not _LABEL.fullmatch(label) or label.startswith("__"):
+                raise ValueError(f"{name}: {label!r} is not a label name")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"{name}: repeated label in {list(labels)}")
         self.name = name
         self.help = help_text
         self.labels = tuple(labels)
@@ -49,7 +65,8 @@ class _Metric:
         return "{" + ",".join(parts) + "}" if parts else ""
 
     def header(self) -> list[str]:
-        return [f"# HELP {self.name} {_escape(self.help)}", f"# TYPE {self.name} {self.kind}"]
+        return [f"# HELP {self.name} {_escape_help(self.help)}",
+                f"# TYPE {self.name} {self.kind}"]
 
 
 class Counter(_Metric):
@@ -67,7 +84,9 @@ class Counter(_Metric):
             self._values[key] = self._values.get(key, 0.0) + amount
 
     def value(self, **labels: str) -> float:
-        return self._values.get(self._key(labels), 0.0)
+        key = self._key(labels)
+        with self._lock:
+            return self._values.get(key, 0.0)
 
     def lines(self) -> list[str]:
         with self._lock:
@@ -85,6 +104,9 @@ class Gauge(Counter):
         with self._lock:
             self._values[key] = self._values.get(key, 0.0) + amount
 
+    def dec(self, amount: float = 1.0, **labels: str) -> None:
+        self.inc(-amount, **labels)
+
     def set(self, value: float, **labels: str) -> None:
         key = self._key(labels)
         with self._lock:
@@ -100,8 +122,13 @@ class Histogram(_Metric):
 
     def __init__(self, name: str, help_text: str, buckets: Sequence[float],
                  labels: Sequence[str] = ()) -> None:
+        if "le" in labels:
+            raise ValueError(f"{name}: 'le' is the bucket label of a histogram")
         super().__init__(name, help_text, labels)
-        self.buckets = tuple(sorted(float(b) for b in buckets))
+        # +Inf is always rendered, so it is not kept as a bucket of its own
+        self.buckets = tuple(sorted({float(b) for b in buckets if b != math.inf}))
+        if not self.buckets or any(math.isnan(b) for b in self.buckets):
+            raise ValueError(f"{name}: buckets must be finite numbers")
         self._series: dict[LabelKey, tuple[list[int], list[float]]] = {}  # counts, [sum, n]
 
     def observe(self, value: float, **labels: str) -> None:
@@ -115,8 +142,10 @@ class Histogram(_Metric):
             total[1] += 1
 
     def count(self, **labels: str) -> int:
-        series = self._series.get(self._key(labels))
-        return int(series[1][1]) if series else 0
+        key = self._key(labels)
+        with self._lock:
+            series = self._series.get(key)
+            return int(series[1][1]) if series else 0
 
     def lines(self) -> list[str]:
         with self._lock:
@@ -138,11 +167,13 @@ class Registry:
 
     def __init__(self) -> None:
         self._metrics: dict[str, _Metric] = {}
+        self._lock = threading.Lock()
 
     def _add(self, metric: _Metric) -> _Metric:
-        if metric.name in self._metrics:
-            raise ValueError(f"metric {metric.name} registered twice")
-        self._metrics[metric.name] = metric
+        with self._lock:
+            if metric.name in self._metrics:
+                raise ValueError(f"metric {metric.name} registered twice")
+            self._metrics[metric.name] = metric
         return metric
 
     def counter(self, name: str, help_text: str, *, labels: Sequence[str] = ()) -> Counter:
@@ -157,6 +188,8 @@ class Registry:
 
     def render(self) -> str:
         lines: list[str] = []
-        for metric in self._metrics.values():
+        with self._lock:
+            metrics = list(self._metrics.values())
+        for metric in metrics:
             lines += metric.header() + metric.lines()  # type: ignore[attr-defined]
         return "\n".join(lines) + "\n"

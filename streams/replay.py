@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +28,8 @@ from streams.topics import admin_options
 from towers.data import Dataset, Interactions, temporal_split
 from towers.datasets.events import INTERACTION_TYPES
 
-__all__ = ["ListLog", "ReplayWindow", "Score", "interaction_messages", "paced", "score_stream",
-           "split_window"]
+__all__ = ["ListLog", "ReplayWindow", "Score", "interaction_messages", "one_per_batch", "paced",
+           "score_stream", "split_window"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,12 +89,13 @@ def interaction_messages(window: ReplayWindow) -> Iterator[tuple[bytes, bytes, f
             "ts": float(w.ts[j]), "region": str(w.region[j])}), float(w.ts[j]))
 
 
-def paced(messages: Sequence[tuple[bytes, bytes, float]], *, speed: float | None,
+def paced(messages: Iterable[tuple[bytes, bytes, float]], *, speed: float | None,
           max_rate: float | None) -> Iterator[tuple[bytes, bytes]]:
     """Yield messages at event-time `speed` (x real time) and/or at most `max_rate`/s."""
     start = time.monotonic()
-    t0 = messages[0][2] if messages else 0.0
+    t0: float | None = None
     for n, (key, value, ts) in enumerate(messages):
+        t0 = ts if t0 is None else t0
         due = 0.0
         if speed:
             due = (ts - t0) / speed
@@ -106,16 +107,39 @@ def paced(messages: Sequence[tuple[bytes, bytes, float]], *, speed: float | None
         yield key, value
 
 
+def one_per_batch(messages: Iterable[tuple[bytes, bytes, float]], event_ids: Sequence[str],
+                  log: ListLog, *, timeout_s: float = 30.0
+                  ) -> Iterator[tuple[bytes, bytes, float]]:
+    """Hold each event until the previous one is named by a published list.
+
+    Every micro-batch then holds one event, and every list is computed from the state
+    just after its event, global popularity included: what the in-process reference
+    computes. The pace is one worker round trip per event.
+    """
+    before: str | None = None
+    for (key, value, ts), event_id in zip(messages, event_ids, strict=True):
+        deadline = time.monotonic() + timeout_s
+        while before is not None and before not in log.named:
+            if time.monotonic() > deadline:
+                logger.warning("no list named %s after %.0f s; going on", before, timeout_s)
+                break
+            time.sleep(0.0002)
+        before = event_id
+        yield key, value, ts
+
+
 @dataclass
 class ListLog:
     """Every list read back from the recall topic, per user, in arrival order."""
 
     lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    named: set[str] = field(default_factory=set)  # last_event_id of every list
     count: int = 0
 
     def add(self, result: dict[str, Any]) -> None:
         result["received_ts"] = time.time()
         self.lists.setdefault(result["user_id"], []).append(result)
+        self.named.add(result["last_event_id"])
         self.count += 1
 
     def frontier(self, index_of: dict[str, int]) -> list[tuple[float, int]]:
@@ -131,13 +155,13 @@ class ListLog:
 
 
 def collect(settings: Settings, *, until: Callable[[ListLog], bool], timeout_s: float,
-            stop: threading.Event | None = None) -> ListLog:
+            stop: threading.Event | None = None, out: ListLog | None = None) -> ListLog:
     """Read the recall topic from its start until `until(log)` or the timeout."""
     consumer = KafkaConsumer(auto_offset_reset="earliest", enable_auto_commit=False,
                              **admin_options(settings))  # type: ignore[arg-type]
     parts = consumer.partitions_for_topic(settings.topics.recalls) or {0}
     consumer.assign([TopicPartition(settings.topics.recalls, p) for p in sorted(parts)])
-    out = ListLog()
+    out = out if out is not None else ListLog()
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline and not until(out):

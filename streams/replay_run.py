@@ -27,6 +27,7 @@ from streams.replay import (
     ReplayWindow,
     collect,
     interaction_messages,
+    one_per_batch,
     paced,
     produce,
     score_stream,
@@ -50,6 +51,7 @@ class ReplayOptions:
     workers: int = 1  # worker processes started for the replay (0: use running ones)
     timeout_s: float = 900.0
     checkpoint: Path | None = None  # published and made live before the replay
+    one_per_batch: bool = False  # hold each event until the previous one has its list
 
 
 def isolated(settings: Settings, tag: str | None = None) -> Settings:
@@ -204,27 +206,25 @@ def run_replay(settings: Settings, window: ReplayWindow, options: ReplayOptions,
 def _produce_and_collect(settings: Settings, window: ReplayWindow, options: ReplayOptions
                          ) -> tuple[ListLog, list[tuple[float, int]]]:
     last = window.last_event_of()
-    named: set[str] = set()
+    log = ListLog()
 
     def done(log: ListLog) -> bool:
-        for lists in log.lists.values():
-            named.update(r["last_event_id"] for r in lists[-3:])
-        return all(e in named for e in last.values())
+        return all(e in log.named for e in last.values())
 
-    result: dict[str, ListLog] = {}
     stop = threading.Event()
-    reader = threading.Thread(target=lambda: result.setdefault("log", collect(
-        settings, until=done, timeout_s=options.timeout_s, stop=stop)), daemon=True)
+    reader = threading.Thread(target=collect, args=(settings,), daemon=True, kwargs={
+        "until": done, "timeout_s": options.timeout_s, "stop": stop, "out": log})
     reader.start()
     timeline: list[tuple[float, int]] = []
-    messages = list(interaction_messages(window))
+    messages: Any = interaction_messages(window)
+    if options.one_per_batch:
+        messages = one_per_batch(messages, window.event_ids, log)
     produce(settings, paced(messages, speed=options.speed, max_rate=options.max_rate),
             on_sent=lambda n: timeline.append((time.time(), n)) if n % 50 == 0 else None)
-    timeline.append((time.time(), len(messages)))
+    timeline.append((time.time(), len(window.event_ids)))
     reader.join(options.timeout_s)
     stop.set()
     reader.join(10)
-    log = result.get("log", ListLog())
     if not done(log):
         logger.warning("replay ended before every user's last event was named by a list")
     return log, timeline

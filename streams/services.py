@@ -7,6 +7,7 @@ are unset.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -16,22 +17,36 @@ from typing import Any
 import orjson
 
 from streams.embedded import EmbeddedBroker, EmbeddedRedis
+from streams.errors import ServiceError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["services_down", "services_status", "services_up"]
 
 
-def _alive(pid: int) -> bool:
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (None where /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[19])  # field 22 of proc(5); fields[0] is field 3
+
+
+def _alive(pid: int, started: int | None = None) -> bool:
+    """True when `pid` runs and, if its start time was recorded, is the same process."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # exists, owned by someone else
+    except PermissionError:  # exists, owned by someone else: not one we started
+        return False
+    try:  # a zombie child is not alive
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return True
-    try:  # a zombie child of nobody is not alive
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        return state != "Z"
-    except OSError:
-        return True
+    # a pid the kernel gave to a newer process after ours died is not ours
+    return state != "Z" and (started is None or _start_time(pid) in (None, started))
 
 
 def services_status(home: Path) -> dict[str, Any] | None:
@@ -39,8 +54,13 @@ def services_status(home: Path) -> dict[str, Any] | None:
     path = home / "services.json"
     if not path.is_file():
         return None
-    info = orjson.loads(path.read_bytes())
-    info["alive"] = {name: _alive(int(pid)) for name, pid in info["pids"].items()}
+    try:
+        info = orjson.loads(path.read_bytes())
+        pids = {name: int(pid) for name, pid in info["pids"].items()}
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ServiceError(f"{path} is not a services file ({exc}): remove it") from exc
+    starts = info.get("start_times") or {}
+    info["alive"] = {name: _alive(pid, starts.get(name)) for name, pid in pids.items()}
     return info
 
 
@@ -58,12 +78,23 @@ def services_up(home: Path) -> tuple[dict[str, Any], bool]:
     except Exception:
         broker.stop()
         raise
-    info = {"kafka_url": broker.url, "redis_url": redis.url,
-            "pids": {"broker": broker.pid, "redis": redis.pid}, "started": time.time()}
-    tmp = home / f".services.json.{os.getpid()}"
-    tmp.write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
-    os.replace(tmp, home / "services.json")
+    pids = {"broker": broker.pid, "redis": redis.pid}
+    info = {"kafka_url": broker.url, "redis_url": redis.url, "pids": pids,
+            "start_times": {name: _start_time(pid) for name, pid in pids.items()},
+            "started": time.time()}
+    _write_atomic(home / "services.json", orjson.dumps(info, option=orjson.OPT_INDENT_2))
+    logger.info("services up: kafka %s, redis %s", broker.url, redis.url)
     return {**info, "alive": {"broker": True, "redis": True}}, True
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never a part (temp file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def services_down(home: Path, *, timeout: float = 5.0) -> list[str]:
@@ -73,25 +104,44 @@ def services_down(home: Path, *, timeout: float = 5.0) -> list[str]:
     if info is None:
         return stopped
     for name, pid in info["pids"].items():
-        if _stop(int(pid), timeout):
+        if info["alive"][name] and _stop(int(pid), timeout):
             stopped.append(name)
     (home / "services.json").unlink(missing_ok=True)
     return stopped
 
 
 def _stop(pid: int, timeout: float) -> bool:
-    if not _alive(pid):
+    """SIGTERM, SIGKILL after `timeout`; True when the process is gone."""
+    if not _signal(pid, signal.SIGTERM):
         return False
-    os.kill(pid, signal.SIGTERM)
+    if _wait_gone(pid, timeout):
+        return True
+    logger.warning("pid %s ignored SIGTERM for %.1fs: SIGKILL", pid, timeout)
+    _signal(pid, signal.SIGKILL)
+    return _wait_gone(pid, 2.0)
+
+
+def _signal(pid: int, sig: int) -> bool:
+    # `up` starts each service in its own session: its process group also takes any helper
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         _reap(pid)
         if not _alive(pid):
             return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    _reap(pid)
-    return True
 
 
 def _reap(pid: int) -> None:

@@ -88,12 +88,17 @@ class TwoTowerChannel:
     def observe(self, events: object) -> None:  # state lives in the histories
         return None
 
-    def embed(self, histories: Sequence[UserHistory], *, now: float,
+    def embed(self, histories: Sequence[UserHistory], *, now: float | None = None,
               bundle: TowerBundle | None = None) -> np.ndarray:
-        """(B, dim) float32 user embeddings at time `now` (histories must not be empty)."""
+        """(B, dim) float32 user embeddings (histories must not be empty).
+
+        The tower's clock (hour, weekday, recency) is each user's newest event unless
+        `now` is given: training saw the state as of the last event, and a list is
+        recomputed when an event arrives, so both paths agree whatever batch it rode in.
+        """
         bundle = bundle or self.bundle
-        batch = encode_histories(bundle.spec, histories,
-                                 now=np.full(len(histories), now, dtype=np.float64))
+        at = None if now is None else np.full(len(histories), now, dtype=np.float64)
+        batch = encode_histories(bundle.spec, histories, now=at)
         with torch.inference_mode():
             return bundle.model.embed_users(batch)
 
@@ -127,8 +132,7 @@ class TwoTowerChannel:
         out: list[Candidates] = [[] for _ in histories]
         if not rows:
             return out
-        vectors = self.embed([histories[j] for j in rows], now=now,  # type: ignore[misc]
-                             bundle=bundle)
+        vectors = self.embed([histories[j] for j in rows], bundle=bundle)  # type: ignore[misc]
         found = self.search(vectors, k=k, bundle=bundle,
                             exclude=[exclude[j] for j in rows] if exclude is not None else None)
         for j, cands in zip(rows, found, strict=True):

@@ -22,7 +22,7 @@ def test_slow_replay_matches_the_in_process_lists(broker, redis_server, tmp_path
     base = Settings(kafka_url=broker.url, redis_url=redis_server.url, home=str(tmp_path),
                     partitions=2, rebalance_timeout_s=2.0, web_port=free_port())
     outcome = run_replay(isolated(base), window,
-                         ReplayOptions(max_rate=80, workers=1, timeout_s=120),
+                         ReplayOptions(one_per_batch=True, workers=1, timeout_s=120),
                          logdir=tmp_path / "logs")
     report = outcome.report
     assert report["lists"] >= len(window.users())
