@@ -13,6 +13,7 @@ import logging
 import ssl
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -60,6 +61,7 @@ def faust_app(settings: Settings) -> faust.App:
         broker_session_timeout=max(6.0, 2 * settings.rebalance_timeout_s),
         broker_heartbeat_interval=0.5, consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0, web_enabled=settings.web_port > 0,
+        datadir=str(Path(settings.home) / f"{settings.app_id}-data"),
         web_bind=settings.web_host, web_host=settings.web_host,
         web_port=max(settings.web_port, 1), producer_linger=0.0,
     )
@@ -79,9 +81,14 @@ class KafkaSink:
             await fut
 
     async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        futures = [await self.dead_topic.send(value=d.dumps()) for d in letters]
-        for fut in futures:  # delivered before the batch is acked: nothing is lost
-            await fut
+        for letter in letters:  # delivered before the batch is acked: nothing is lost
+            try:
+                await (await self.dead_topic.send(value=letter.dumps()))
+            except Exception as exc:  # e.g. over the broker's message size: keep the facts
+                logger.warning("dead letter of %s:%s:%s refused (%s); sent without the "
+                               "original", letter.topic, letter.partition, letter.offset, exc)
+                slim = letter.derive(original_b64="", truncated=True)
+                await (await self.dead_topic.send(value=slim.dumps()))
 
 
 def _incoming(event: Any) -> Incoming:
@@ -121,6 +128,11 @@ def create_app(settings: Settings, engine: RecallEngine, *, roles: Sequence[str]
         _index_agent(app, topic["checkpoints"], pipeline, store)
     _lag_gauge(app, pipeline)
     _web(app, settings, pipeline)
+
+    @app.on_before_shutdown.connect
+    async def close_state(app: faust.App, **kwargs: Any) -> None:
+        await engine.store.close()  # flushes the pending counters
+
     return app, pipeline
 
 
@@ -161,6 +173,8 @@ def _watch_live_version(app: faust.App, pipeline: Pipeline, store: CheckpointSto
             await watcher.check()
         except ServiceError as exc:  # Redis away: keep serving the current version
             logger.warning("live version check failed: %s", exc)
+        except Exception:  # never let a bad version stop the timer
+            logger.exception("live version check failed")
 
 
 def _index_agent(app: faust.App, topic: faust.TopicT, pipeline: Pipeline,
@@ -179,7 +193,12 @@ def _index_agent(app: faust.App, topic: faust.TopicT, pipeline: Pipeline,
                     offset=incoming.offset, error=exc, now=time.time())])
             else:
                 if note.kind == "published":
-                    await builder.build(note.version)
+                    try:
+                        await builder.build(note.version)
+                    except ServiceError:
+                        raise  # Redis away: the announcement is redelivered after restart
+                    except Exception:  # a checkpoint must never stop the agent
+                        logger.exception("building version %s failed", note.version)
             await stream.ack(event)
 
     app.agent(topic, name="nearline.index_agent")(index_agent)
@@ -200,14 +219,16 @@ def _batched_agent(app: faust.App, topic: faust.TopicT, handle: Any, n: int, wit
 def _web(app: faust.App, settings: Settings, pipeline: Pipeline) -> None:
     engine = pipeline.engine
 
-    @app.page("/recall/{user_id}")
+    @app.page("/recall/{user_id:[^/]+}")  # ids may hold braces; aiohttp's default refuses
     class RecallView(View):
         async def get(self, request: Request, user_id: str) -> Response:
             k = request.query.get("k", str(settings.top_k))
-            if not k.isdigit() or not 1 <= int(k) <= settings.top_k:
+            if not (k.isascii() and k.isdigit() and len(k) <= 6) \
+                    or not 1 <= int(k) <= settings.top_k:
                 return self.json({"error": f"k must be an integer in 1..{settings.top_k}"},
                                  status=400)
-            if not 1 <= len(user_id) <= 256 or any(ord(c) < 32 for c in user_id):
+            if not 1 <= len(user_id) <= 256 or any(ord(c) < 32 or 127 <= ord(c) <= 159
+                                                   for c in user_id):
                 return self.json({"error": "user_id must be 1-256 printable characters"},
                                  status=400)
             stored = await engine.store.get_recall(user_id)

@@ -38,9 +38,9 @@ def _load(dataset: str, data: Path | None, columns: str | None):  # type: ignore
 @click.command("simulate")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--days", type=int, default=90, show_default=True)
-@click.option("--stores", type=int, default=200, show_default=True)
-@click.option("--skus", type=int, default=300, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=90, show_default=True)
+@click.option("--stores", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--skus", type=click.IntRange(min=1), default=300, show_default=True)
 def simulate(out: Path, seed: int, days: int, stores: int, skus: int) -> None:
     """Write a seeded fast-moving-consumer-goods market as JSON-lines events.
 
@@ -50,13 +50,15 @@ def simulate(out: Path, seed: int, days: int, stores: int, skus: int) -> None:
     """
     from towers.datasets import MarketConfig, write_market_jsonl
 
-    if min(days, stores, skus) < 1:
-        raise click.BadParameter("days, stores and skus must be positive")
     try:
         config = MarketConfig(seed=seed, days=days, n_stores=stores, n_skus=skus)
     except AssertionError as exc:
         raise click.ClickException(f"market settings: {exc}") from exc
-    n = write_market_jsonl(out, config)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        n = write_market_jsonl(out, config)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from exc
     click.echo(f"wrote {n} events to {out}")
 
 
@@ -64,9 +66,11 @@ def simulate(out: Path, seed: int, days: int, stores: int, skus: int) -> None:
 @_dataset_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Checkpoints go into a new versioned folder under it.")
-@click.option("--epochs", type=int, default=None, help="Upper bound on epochs.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Upper bound on epochs (default: the training defaults).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--max-seconds", type=float, default=None, help="Wall-clock budget per fit.")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Wall-clock budget per fit.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def train(dataset: str, data: Path | None, columns: str | None, out: Path,
           epochs: int | None, seed: int, max_seconds: float | None, no_progress: bool) -> None:
@@ -100,10 +104,13 @@ def train(dataset: str, data: Path | None, columns: str | None, out: Path,
     seen = loaded.interactions.take(split.order[: len(split.train) + len(split.valid)])
     table = itemcf_table(loaded, seen)
     metrics = {**result.metrics, "train_s": round(time.perf_counter() - started, 1)}
-    path = save_checkpoint(out, model=result.model, spec=result.spec, items=result.items,
-                           metrics=metrics, dataset=loaded.name,
-                           extras={"neighbours.json": orjson.dumps(
-                               table.to_json(), option=orjson.OPT_SERIALIZE_NUMPY)})
+    try:
+        path = save_checkpoint(out, model=result.model, spec=result.spec, items=result.items,
+                               metrics=metrics, dataset=loaded.name,
+                               extras={"neighbours.json": orjson.dumps(
+                                   table.to_json(), option=orjson.OPT_SERIALIZE_NUMPY)})
+    except OSError as exc:
+        raise click.ClickException(f"cannot save under {out}: {exc.strerror or exc}") from exc
     click.echo(f"checkpoint {path.name} in {path}")
     shown = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
     click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
@@ -148,5 +155,9 @@ def evaluate(dataset: str, data: Path | None, columns: str | None, checkpoint: P
                  checkpoint=bundle.version if bundle else "")
     click.echo(format_table(report))
     if json_path is not None:
-        write_json(report, json_path)
+        try:
+            write_json(report, json_path)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {json_path}: {exc.strerror or exc}"
+                                       ) from exc
         click.echo(f"wrote {json_path}")

@@ -38,6 +38,9 @@ def build(checkpoint: Path, out: Path, backend: str) -> None:
         save_index(bundle.index, out)
     except (TowersError, IndexInputError, IndexFileError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot save the index in {out}: {exc.strerror or exc}"
+                                   ) from exc
     click.echo(f"index {bundle.version}: {len(bundle.index)} items, backend "
                f"{bundle.index.backend}, saved to {out}")
 

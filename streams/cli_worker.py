@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from streams.errors import StreamsError
-from streams.logs import configure_logging
+from streams.logs import configure_logging, redact
 from streams.settings import load_settings
 
 __all__ = ["worker"]
@@ -39,5 +39,8 @@ def worker(web_port: int | None, roles: str, loglevel: str) -> None:
     except StreamsError as exc:
         raise click.ClickException(str(exc)) from exc
     configure_logging(loglevel, json=settings.log_json)
-    run_worker(settings, roles=[r.strip() for r in roles.split(",") if r.strip()],
-               loglevel=loglevel)
+    try:
+        run_worker(settings, roles=[r.strip() for r in roles.split(",") if r.strip()],
+                   loglevel=loglevel)
+    except StreamsError as exc:
+        raise click.ClickException(redact(str(exc))) from exc

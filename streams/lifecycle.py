@@ -27,6 +27,7 @@ from streams.checkpoint_store import CheckpointStore
 from streams.engine import LiveModel, RecallEngine
 from streams.itemcf import ItemCFChannel
 from streams.state import UserStateStore
+from towers.checkpoint import VERSION_RE
 from towers.errors import CheckpointError, TowersError
 
 if TYPE_CHECKING:
@@ -36,7 +37,9 @@ __all__ = ["IndexBuilder", "LiveVersionWatcher", "load_live_model"]
 
 logger = logging.getLogger(__name__)
 
-_REJECT = (CheckpointError, TowersError, IndexFileError, IndexInputError, OSError, ValueError)
+# a checkpoint is data from outside: whatever it makes torch or faiss raise rejects it
+_REJECT = (CheckpointError, TowersError, IndexFileError, IndexInputError, OSError, ValueError,
+           TypeError, RuntimeError, KeyError)
 
 
 def live_model(bundle: TowerBundle, checkpoint_dir: Path) -> LiveModel:
@@ -85,6 +88,11 @@ class IndexBuilder:
 
     async def build(self, version: str, *, make_live: bool = True) -> bool:
         """True when `version` is ready (built now or before); False when rejected."""
+        if not VERSION_RE.match(version):
+            reason = f"version {version!r:.80} must match {VERSION_RE.pattern}"
+            logger.error("announcement rejected: %s", reason)
+            self.on_rejected(version, reason)
+            return False
         if self.store.is_ready(version):
             logger.info("version %s is already ready", version)
         else:

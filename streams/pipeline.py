@@ -125,11 +125,11 @@ class Pipeline:
         store = self.engine.store
         for m, record in good:
             e: ContextEvent = record  # type: ignore[assignment]
-            await self._retry(lambda e=e: store.apply_context(  # type: ignore[misc]
+            fresh = await self._retry(lambda e=e: store.apply_context(  # type: ignore[misc]
                 event_id=e.event_id, ts=e.ts, region=e.region, weather=e.weather,
                 temperature=e.temperature, holiday=e.holiday, stock=e.stock or None),
                 "apply context")
-            self.metrics.applied.inc(topic=m.topic)
+            self._count(fresh, m.topic)
             if e.user_id:  # conditions of one user (a store): its list may change
                 arrivals[e.user_id] = max(arrivals.get(e.user_id, 0.0), m.arrival)
         if arrivals:
@@ -142,10 +142,16 @@ class Pipeline:
         store = self.engine.store
         for m, record in good:
             e: ItemUpdate = record  # type: ignore[assignment]
-            await self._retry(lambda e=e: store.apply_stock(  # type: ignore[misc]
+            fresh = await self._retry(lambda e=e: store.apply_stock(  # type: ignore[misc]
                 event_id=e.event_id, ts=e.ts, stock={e.item_id: e.available}),
                 "apply item availability")
-            self.metrics.applied.inc(topic=m.topic)
+            self._count(fresh, m.topic)
+
+    def _count(self, fresh: bool, topic: str) -> None:
+        if fresh:
+            self.metrics.applied.inc(topic=topic)
+        else:  # a redelivered event: nothing changed
+            self.metrics.duplicates.inc()
 
     async def refresh(self, users: list[str], *, now: float,
                       arrivals: dict[str, float] | None = None) -> list[RecallResult]:

@@ -19,6 +19,7 @@ import orjson
 from faust.serializers import codecs
 
 from streams.errors import EventError
+from towers.checkpoint import VERSION_RE
 from towers.datasets.events import InvalidEvent, decode_event
 
 __all__ = [
@@ -98,8 +99,10 @@ class DeadLetter(_Record):
     offset: int
     reason: str  # not_json, not_object, missing_field, unknown_field, bad_value, ...
     detail: str
-    original_b64: str
+    original_b64: str  # the original value, base64, its first DEAD_LETTER_KEEP bytes
     ts: float
+    original_bytes: int = 0  # size of the original value
+    truncated: bool = False  # original_b64 holds only its first DEAD_LETTER_KEEP bytes
 
 
 class CheckpointAnnouncement(_Record):
@@ -110,7 +113,8 @@ class CheckpointAnnouncement(_Record):
     ts: float = 0.0
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+DEAD_LETTER_KEEP = 64 * 1024  # bytes of the original a dead letter carries
 _ID_FIELDS = ("event_id", "user_id", "item_id")
 _RECORD_OF = {"interaction": Interaction, "context": ContextEvent, "item": ItemUpdate}
 
@@ -146,9 +150,10 @@ def decode_announcement(raw: bytes | None) -> CheckpointAnnouncement:
     except orjson.JSONDecodeError as exc:
         raise EventError("not_json", str(exc)) from None
     if not isinstance(obj, dict) or obj.get("kind") not in ("published", "ready") \
-            or not isinstance(obj.get("version"), str) or not isinstance(obj.get("path"), str):
-        raise EventError("bad_value", "an announcement is {kind: published|ready, version, "
-                         "path, index_path?, ts?}")
+            or not isinstance(obj.get("version"), str) or not isinstance(obj.get("path"), str) \
+            or not VERSION_RE.match(obj["version"]):
+        raise EventError("bad_value", "an announcement is {kind: published|ready, version "
+                         f"({VERSION_RE.pattern}), path, index_path?, ts?}}")
     try:
         return CheckpointAnnouncement(kind=obj["kind"], version=obj["version"],
                                       path=obj["path"], index_path=str(obj.get("index_path", "")),
@@ -159,6 +164,8 @@ def decode_announcement(raw: bytes | None) -> CheckpointAnnouncement:
 
 def dead_letter(raw: bytes | None, *, topic: str, partition: int, offset: int,
                 error: EventError, now: float) -> DeadLetter:
+    raw = raw or b""
     return DeadLetter(topic=topic, partition=partition, offset=offset, reason=error.reason,
                       detail=error.detail[:1000],
-                      original_b64=base64.b64encode(raw or b"").decode("ascii"), ts=now)
+                      original_b64=base64.b64encode(raw[:DEAD_LETTER_KEEP]).decode("ascii"),
+                      ts=now, original_bytes=len(raw), truncated=len(raw) > DEAD_LETTER_KEEP)

@@ -35,7 +35,7 @@ class TopicNames:
 @dataclass(frozen=True)
 class Settings:
     kafka_url: str = ""  # host:port[,host:port]; "" = the embedded broker of `nearline up`
-    redis_url: str = ""  # redis://[user:password@]host:port/db, rediss:// for TLS
+    redis_url: str = field(default="", repr=False)  # redis://[user:password@]host:port/db
     home: str = ".nearline"  # local state: embedded services' addresses, logs, checkpoints
     app_id: str = "nearline"  # Kafka consumer group of the workers
     partitions: int = 4  # partitions of every topic created at start

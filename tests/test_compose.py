@@ -10,7 +10,7 @@ import click
 import yaml
 
 from streams.cli import main
-from streams.settings import environment_names
+from streams.settings import TopicNames, environment_names
 
 COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
 
@@ -73,3 +73,28 @@ def test_service_commands_exist(monkeypatch) -> None:  # type: ignore[no-untyped
             _check(list(command))
             checked += 1
     assert checked >= 5
+
+
+def test_topics_created_are_the_topics_workers_use() -> None:
+    # the broker does not auto-create topics: every topic the settings name must be made
+    services = _compose()["services"]
+    script = " ".join(services["kafka-topics"]["command"])
+    created = set(re.findall(r"--topic (nearline\.[\w.-]+)", script))
+    for names in re.findall(r"for \w+ in ([^;]+);", script):
+        created |= set(names.split())
+    assert set(TopicNames().all()) <= created, sorted(set(TopicNames().all()) - created)
+    env = _compose()["x-nearline-env"]
+    loop_partitions = re.search(r"--topic \$\$t --partitions (\d+)", script)
+    assert loop_partitions and loop_partitions.group(1) == env["NEARLINE_PARTITIONS"]
+
+
+def test_dockerfile_runs_a_real_command() -> None:
+    text = (COMPOSE.parent / "Dockerfile").read_text()
+    entrypoint = re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M)
+    cmd = re.search(r"^CMD (\[.*\])$", text, re.M)
+    assert entrypoint and yaml.safe_load(entrypoint.group(1)) == ["nearline"]
+    assert cmd
+    _check(yaml.safe_load(cmd.group(1)))
+    used = set(re.findall(r"\bNEARLINE_[A-Z_]+\b", text))
+    assert used <= set(environment_names()), sorted(used - set(environment_names()))
+    assert re.search(r"^FROM python:3\.11[\w.-]*$", text, re.M), "pin the Python base image"

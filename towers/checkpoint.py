@@ -165,10 +165,24 @@ def _tower_config(obj: object) -> TowerConfig:
     unknown = set(obj) - set(names)
     if unknown:
         raise CheckpointError(f"config.json 'tower' has unknown fields {sorted(unknown)}")
+    for name, value in obj.items():
+        kind = str(names[name])
+        ok = (isinstance(value, bool) if kind == "bool" else
+              isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1 << 24
+              if kind == "int" else
+              isinstance(value, int | float) and not isinstance(value, bool)
+              and 0.0 <= value <= 1.0)
+        if not ok:
+            raise CheckpointError(f"config.json 'tower' field {name}={value!r:.40} is not a "
+                                  f"valid {kind}")
     try:
-        return TowerConfig(**obj)
+        config = TowerConfig(**obj)
     except TypeError as exc:
         raise CheckpointError(f"config.json 'tower' is incomplete: {exc}") from exc
+    if min(config.dim, config.emb_dim, config.hidden) < 1 or config.emb_dim % 8:
+        raise CheckpointError("config.json 'tower': dim, emb_dim and hidden must be positive, "
+                              "emb_dim a multiple of 8")
+    return config
 
 
 def load_checkpoint(path: Path | str) -> Checkpoint:

@@ -1,21 +1,30 @@
-"""The `nearline` command line: every command's help, the data and model commands."""
+"""The `nearline` command line: every command's help, the data and model commands.
+
+`nearline up / down / status` run as real processes in test_services.py.
+"""
 
 from __future__ import annotations
 
-import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import click
 import orjson
 import pytest
 from click.testing import CliRunner
 
-from streams.cli import main
+from streams.cli import COMMANDS, main
+from towers.datasets.registry import load_dataset
 
 
-def _commands(group=main, prefix=()):  # type: ignore[no-untyped-def]
-    for name, command in group.commands.items():
+def _commands(group: click.Group = main, prefix: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None and command.name == name, name
         yield (*prefix, name)
-        if hasattr(command, "commands"):
+        if isinstance(command, click.Group):
             yield from _commands(command, (*prefix, name))
 
 
@@ -34,10 +43,13 @@ def test_simulate_train_evaluate_index(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert events.stat().st_size > 0
     r = runner.invoke(main, ["train", "--dataset", "jsonl", "--data", str(events), "--out",
-                             str(tmp_path / "runs"), "--epochs", "2", "--no-progress"])
+                             str(tmp_path / "runs"), "--epochs", "2", "--max-seconds", "20",
+                             "--no-progress"])
     assert r.exit_code == 0, r.output
     [checkpoint] = list((tmp_path / "runs").iterdir())
     assert (checkpoint / "neighbours.json").is_file()
+    assert f"checkpoint {checkpoint.name} in {checkpoint}" in r.output
+    assert '"train_s"' in r.output
     r = runner.invoke(main, ["evaluate", "--dataset", "jsonl", "--data", str(events),
                              "--checkpoint", str(checkpoint), "--k", "10,50",
                              "--json", str(tmp_path / "eval.json")])
@@ -49,7 +61,14 @@ def test_simulate_train_evaluate_index(tmp_path: Path) -> None:
                              str(tmp_path / "index")])
     assert r.exit_code == 0, r.output
     r = runner.invoke(main, ["index", "info", str(tmp_path / "index")])
-    assert r.exit_code == 0 and checkpoint.name in r.output
+    assert r.exit_code == 0, r.output
+    sidecar = orjson.loads(r.output)
+    assert sidecar["version"] == checkpoint.name == sidecar["checkpoint"]
+    assert sidecar["items"] == len(load_dataset("jsonl", events).catalogue())
+    r = runner.invoke(main, ["evaluate", "--dataset", "jsonl", "--data", str(events),
+                             "--k", "10", "--protocol", "offline"])
+    assert r.exit_code == 0, r.output
+    assert "popularity" in r.output and "two_tower" not in r.output
 
 
 def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
@@ -67,21 +86,32 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "manifest" in r.output
 
 
-def test_up_status_down(tmp_path: Path) -> None:
+def test_invalid_options_exit_2_without_a_traceback(tmp_path: Path) -> None:
     runner = CliRunner()
-    home = str(tmp_path / "home")
-    r = runner.invoke(main, ["up", "--home", home])
-    assert r.exit_code == 0 and "started" in r.output, r.output
-    try:
-        info = orjson.loads((Path(home) / "services.json").read_bytes())
-        for url in (info["kafka_url"], info["redis_url"].split("//")[1].split("/")[0]):
-            host, port = url.rsplit(":", 1)
-            socket.create_connection((host, int(port)), timeout=2).close()
-        again = runner.invoke(main, ["up", "--home", home])
-        assert "already running" in again.output
-        assert runner.invoke(main, ["status", "--home", home]).exit_code == 0
-    finally:
-        r = runner.invoke(main, ["down", "--home", home])
-    assert "broker" in r.output and "redis" in r.output
-    assert not (Path(home) / "services.json").exists()
-    assert runner.invoke(main, ["status", "--home", home]).exit_code == 1
+    for args in (["simulate", "--out", str(tmp_path / "m.jsonl"), "--days", "0"],
+                 ["train", "--dataset", "jsonl", "--out", str(tmp_path), "--epochs", "0"],
+                 ["train", "--dataset", "jsonl", "--out", str(tmp_path), "--max-seconds", "-1"],
+                 ["train", "--dataset", "nope", "--out", str(tmp_path)],
+                 ["evaluate", "--dataset", "jsonl", "--protocol", "online"],
+                 ["nosuchcommand"]):
+        r = runner.invoke(main, args)
+        # an uncaught exception would be exit code 1 with the exception kept
+        assert r.exit_code == 2 and "Error: " in r.output, (args, r.output)
+
+
+def test_version_and_python_dash_m() -> None:
+    r = CliRunner().invoke(main, ["--version"])
+    assert r.exit_code == 0 and r.output.startswith("nearline, version ")
+    run = subprocess.run([sys.executable, "-m", "streams", "--help"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.startswith("Usage: nearline ")
+    assert all(name in run.stdout for name in COMMANDS)
+
+
+def test_service_commands_load_without_torch_or_faiss(tmp_path: Path) -> None:
+    code = ("import sys; from click.testing import CliRunner; from streams.cli import main; "
+            f"r = CliRunner().invoke(main, ['status', '--home', {str(tmp_path)!r}]); "
+            "print(r.exit_code, sorted({'torch', 'faiss', 'faust'} & set(sys.modules)))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert run.stdout.split(None, 1) == ["1", "[]\n"], run.stdout + run.stderr
