@@ -163,6 +163,7 @@ def _watch_live_version(app: faust.App, pipeline: Pipeline, store: CheckpointSto
     def swapped(model: LiveModel) -> None:
         pipeline.metrics.model_version.clear()
         pipeline.metrics.model_version.set(1, version=model.version)
+        pipeline.metrics.index_items.set(model.index_items)
         pipeline.metrics.swaps.inc()
 
     watcher = LiveVersionWatcher(pipeline.engine, store, on_swap=swapped)

@@ -49,6 +49,7 @@ class LiveModel:
     version: str
     channel: Channel  # two-tower channel bound to this version's towers and index
     extra: tuple[Channel, ...] = ()  # channels built offline with it (item-to-item table)
+    index_items: int = 0  # size of the version's item index
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,8 @@ def live_model(bundle: TowerBundle, checkpoint_dir: Path) -> LiveModel:
             extra = (ItemCFChannel.from_json(orjson.loads(table.read_bytes())),)
         except (ValueError, orjson.JSONDecodeError) as exc:
             raise CheckpointError(f"neighbours.json: {exc}") from exc
-    return LiveModel(version=bundle.version, channel=TwoTowerChannel(bundle), extra=extra)
+    return LiveModel(version=bundle.version, channel=TwoTowerChannel(bundle), extra=extra,
+                     index_items=len(bundle.index))
 
 
 def load_version(store: CheckpointStore, version: str) -> TowerBundle:
