@@ -23,6 +23,7 @@ from streams.merge import MergeConfig
 from streams.popularity import PopularityBoard, RankedPopularity, regions_of
 from streams.recall import Filters, Recaller, RecallList
 from streams.records import Interaction
+from streams.returning import ReturningConfig, ReturningPopularity
 from streams.state import InteractionUpdate, UserFeatures, UserStateStore
 from towers.sequence import DAY
 
@@ -40,6 +41,7 @@ class EngineConfig:
     popularity_region_weight: float = 0.5  # users with a region: blend its ranking in
     popularity_depth: int = 1000  # best items read from the board per batch
     merge: MergeConfig = field(default_factory=MergeConfig)
+    returning: ReturningConfig | None = None  # popularity for users back after a break
     deny: Mapping[str, Set[str]] = field(default_factory=dict)  # region ("" = all) -> items
     allow: Mapping[str, Set[str]] = field(default_factory=dict)  # region -> only these
 
@@ -105,6 +107,8 @@ class RecallEngine:
         popularity = RankedPopularity(rankings, region_weight=cfg.popularity_region_weight)
         channels: list[Channel] = [model.channel, *model.extra] if model is not None else []
         channels += [self.repeat, *self.extra_channels, popularity]
+        if cfg.returning is not None:
+            channels.append(ReturningPopularity(popularity, cfg.returning))
         recaller = Recaller(channels=channels, fallback=popularity, merge=cfg.merge,
                             filters=Filters(seen=cfg.seen_filter, deny=cfg.deny, allow=cfg.allow))
         # torch and faiss release the GIL: the event loop keeps serving meanwhile

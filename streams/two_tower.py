@@ -3,6 +3,10 @@
 A `TowerBundle` holds one checkpoint's towers and the index of its item embeddings. The
 channel reads its bundle once per call and uses that same bundle for the user forward
 and the search, so an embedding of version A is never searched in the index of B.
+
+Users are encoded by `towers.features.encode_histories`, the code training uses: the
+sequence, region and the hour / weekday of the clock. Training examples carry no
+temperature or holiday (they are encoded as missing), so serving leaves them missing too.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +27,9 @@ from towers.errors import CheckpointError
 from towers.features import FeatureSpec, ItemTable, encode_histories, encode_items
 from towers.model import TwoTower
 from towers.sequence import UserHistory
+
+if TYPE_CHECKING:  # serving never imports the training code
+    from towers.train import TrainResult
 
 __all__ = ["TowerBundle", "TwoTowerChannel"]
 
@@ -45,6 +53,9 @@ class TowerBundle:
         ckpt = load_checkpoint(path)
         if index_dir is not None:
             index = load_index(index_dir, expect_version=ckpt.version)
+            if index.checkpoint and index.checkpoint != ckpt.version:
+                raise CheckpointError(f"index in {index_dir} holds the embeddings of checkpoint "
+                                      f"{index.checkpoint}, not {ckpt.version}: rebuild it")
             if len(index) != len(ckpt.items.ids):
                 raise CheckpointError(f"index in {index_dir} holds {len(index)} items, the "
                                       f"checkpoint {len(ckpt.items.ids)}")
@@ -56,11 +67,12 @@ class TowerBundle:
         return cls(ckpt.version, ckpt.model.eval(), ckpt.spec, ckpt.items, index)
 
     @classmethod
-    def from_training(cls, model: TwoTower, spec: FeatureSpec, items: ItemTable, *,
-                      version: str, config: IndexConfig | None = None) -> TowerBundle:
-        ckpt = Checkpoint(version=version, model=model.eval(), spec=spec, items=items,
-                          metrics={})
-        return cls(version, ckpt.model, spec, items, item_index(ckpt, config=config))
+    def from_training(cls, result: TrainResult, version: str, *,
+                      config: IndexConfig | None = None) -> TowerBundle:
+        """A bundle over freshly trained towers (in process, nothing saved)."""
+        ckpt = Checkpoint(version=version, model=result.model.eval(), spec=result.spec,
+                          items=result.items, metrics=dict(result.metrics))
+        return cls(version, ckpt.model, ckpt.spec, ckpt.items, item_index(ckpt, config=config))
 
 
 def item_index(ckpt: Checkpoint, *, config: IndexConfig | None = None) -> ItemIndex:

@@ -19,6 +19,7 @@ from streams.errors import ServiceError
 from streams.lifecycle import load_live_model
 from streams.logs import logging_config
 from streams.popularity import PopularityBoard
+from streams.returning import RETURNING
 from streams.settings import Settings
 from streams.state import StateConfig, StateKeys, open_state_store
 from streams.systems import MERGES
@@ -36,7 +37,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         profile.repeat, half_life_s=settings.half_life_s)
     return EngineConfig(top_k=settings.top_k, seen_filter=settings.seen_filter, repeat=repeat,
                         popularity_region_weight=profile.popularity.region_weight,
-                        merge=MERGES[settings.profile])
+                        merge=MERGES[settings.profile], returning=RETURNING[settings.profile])
 
 
 def popularity_half_life(settings: Settings) -> float | None:

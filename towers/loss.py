@@ -1,8 +1,9 @@
-"""Sampled-softmax retrieval loss: in-batch negatives, InfoNCE with temperature, logQ.
+"""Retrieval losses: sampled softmax (in-batch negatives, InfoNCE, logQ) or full softmax.
 
 In-batch negatives are sampled in proportion to item popularity, so without correction
 the model learns to push popular items down. Subtracting log q(item) from each logit
-(Yi et al., 2019) makes the loss an unbiased estimate of the full softmax.
+(Yi et al., 2019) makes the loss an unbiased estimate of the full softmax. A small
+catalogue can afford the full softmax itself: every item is a negative, no estimate.
 """
 
 from __future__ import annotations
@@ -56,3 +57,18 @@ class RetrievalLoss(nn.Module):
             columns.append(hard.masked_fill((ids == pos_items)[:, None], float("-inf")))
         labels = torch.arange(len(pos_items))
         return F.cross_entropy(torch.cat(columns, dim=1), labels)
+
+    def full(self, user_vecs: torch.Tensor, item_vecs: torch.Tensor, targets: torch.Tensor,
+             *, masked: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean softmax loss over the whole catalogue.
+
+        user_vecs: (B, d); item_vecs: (M, d) every catalogue item; targets: (B,) catalogue
+        rows of the positives; masked: (B, M) True for items that are not candidates for
+        that row (e.g. already seen where the seen filter removes them from the ranking).
+        """
+        logits = user_vecs @ item_vecs.T / self.temperature  # (B, M)
+        if masked is not None:
+            keep = torch.zeros_like(masked)
+            keep[torch.arange(len(targets)), targets] = True  # never mask the positive
+            logits = logits.masked_fill(masked & ~keep, float("-inf"))
+        return F.cross_entropy(logits, targets)

@@ -1,4 +1,4 @@
-"""Training loop: sampled-softmax two-tower training with early stopping on valid Recall@K.
+"""Training loop: two-tower training (full or sampled softmax), early stopping on valid.
 
 Nothing here is specific to a data set: it takes a `Dataset`, splits it by time as
 EVALUATION.md says, trains on the train part and stops on the valid part.
@@ -47,7 +47,10 @@ class TrainConfig:
     logq: bool = True  # subtract log(item frequency) from in-batch logits
     random_negatives: int = 256  # uniformly sampled negatives shared by a batch (0 = off)
     hard_negatives: bool = False  # one same-category negative per example
-    patience: int = 3  # epochs without valid improvement before stopping
+    # catalogues up to this size train with the full softmax (every item a negative, the
+    # user's earlier items masked under the seen filter) instead of sampled negatives
+    full_softmax_items: int = 5000
+    patience: int = 2  # epochs without valid improvement before stopping
     eval_k: int = 50
     # early-stopping metric on the valid window: "stream" = HitRate@K of each valid event
     # ranked from the state just before it (the streaming protocol, many events, stable);
@@ -225,6 +228,7 @@ def _fit(dataset: Dataset, rows: np.ndarray, valid_rows: np.ndarray | None, epoc
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     sampler = _Sampler(spec, item_batch, rng)
+    full = len(table) <= cfg.full_softmax_items
     steps = math.ceil(len(examples) / cfg.batch_size)
     offset = 1 + spec.items.n_oov  # item vocabulary index -> catalogue row
     history_log: list[dict[str, float]] = []
@@ -239,8 +243,12 @@ def _fit(dataset: Dataset, rows: np.ndarray, valid_rows: np.ndarray | None, epoc
             for group in opt.param_groups:
                 group["lr"] = _lr_at(epoch * steps + step, epochs * steps, cfg)
             rows_b = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            loss = _step_loss(model, objective, spec, examples, rows_b, item_batch, sampler,
-                              offset, cfg)
+            if full:
+                loss = _full_loss(model, objective, spec, examples, rows_b, item_batch,
+                                  offset, mask_seen=dataset.seen_filter)
+            else:
+                loss = _step_loss(model, objective, spec, examples, rows_b, item_batch,
+                                  sampler, offset, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -294,3 +302,18 @@ def _step_loss(model: TwoTower, objective: RetrievalLoss, spec: FeatureSpec,
         hard_rows = sampler.same_category(target_rows)
         hard = (model.items(item_batch, hard_rows), torch.from_numpy(item_batch.item[hard_rows]))
     return objective(user_vecs, pos_vecs, pos_items, shared_neg=shared, hard_neg=hard)
+
+
+def _full_loss(model: TwoTower, objective: RetrievalLoss, spec: FeatureSpec,
+               examples: Examples, rows: np.ndarray, item_batch: ItemBatch, offset: int, *,
+               mask_seen: bool) -> torch.Tensor:
+    user_vecs = model.users(examples.user_batch(spec, rows))  # (B, d)
+    item_vecs = model.items(item_batch)  # (M, d)
+    targets = torch.from_numpy(examples.target[rows] - offset)
+    masked = None
+    if mask_seen:
+        seq = examples.seq_items[rows] - offset  # (B, N) catalogue rows, < 0 = empty slot
+        b, col = np.nonzero(seq >= 0)
+        masked = torch.zeros(len(rows), len(item_vecs), dtype=torch.bool)
+        masked[torch.from_numpy(b), torch.from_numpy(seq[b, col])] = True
+    return objective.full(user_vecs, item_vecs, targets, masked=masked)

@@ -8,6 +8,8 @@ it is cheap enough to run after every epoch.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import numpy as np
 
 from towers.data import Dataset, Interactions
@@ -67,14 +69,16 @@ def _first_per_user_item_ts(log: Interactions, source: np.ndarray) -> np.ndarray
     return out
 
 
-def _seen_before(log: Interactions, rows: np.ndarray, source: np.ndarray) -> list[set[str]]:
+def _seen_before(log: Interactions, rows: np.ndarray, source: np.ndarray) -> list[list[str]]:
     """For each example, the items its user had strictly before the example's time."""
     users, items, ts = log.user, log.item, log.ts
-    by_user: dict[str, list[tuple[float, str]]] = {}
-    for r in rows[np.argsort(ts[rows], kind="stable")]:
-        by_user.setdefault(users[r], []).append((ts[r], items[r]))
+    by_user: dict[str, tuple[list[float], list[str]]] = {}
+    for r in rows[np.argsort(ts[rows], kind="stable")].tolist():
+        times, had = by_user.setdefault(users[r], ([], []))
+        times.append(ts[r])
+        had.append(items[r])
     out = []
-    for r in source:
-        events = by_user[users[r]]
-        out.append({i for t, i in events if t < ts[r]})
+    for r in source.tolist():  # a prefix of the user's time-ordered items
+        times, had = by_user[users[r]]
+        out.append(had[:bisect_left(times, ts[r])])
     return out
