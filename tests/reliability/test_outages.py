@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,14 @@ import pytest
 from streams.embedded import EmbeddedBroker, EmbeddedRedis
 from streams.errors import ServiceError
 from streams.topics import ensure_topics
-from tests.reliability.conftest import STREAM, account, check_metrics, differences, normal_form
+from tests.reliability.conftest import (
+    STREAM,
+    Worker,
+    account,
+    check_metrics,
+    differences,
+    normal_form,
+)
 from tests.streams.harness import get_json
 
 pytestmark = pytest.mark.services
@@ -49,6 +56,19 @@ def _start_again(server: EmbeddedBroker | EmbeddedRedis, timeout: float = 20.0) 
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
+
+
+def _assignments(worker: Worker) -> int:
+    """How many partition assignments the worker has logged so far."""
+    return worker.log.read_text(errors="replace").count("_on_partitions_assigned")
+
+
+def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not {what} after {timeout} s")
+        time.sleep(0.2)
 
 
 def test_redis_outage_stalls_the_worker_which_then_catches_up(deploy, own_redis, reference  # type: ignore[no-untyped-def]
@@ -101,11 +121,16 @@ def test_worker_survives_a_broker_restart_and_consumes_after_it(deploy, own_brok
     d.produce(first)
     d.wait_applied(first)
     letters = d.dead_letters([m for m in first if m.event_id is None])
+    joins = _assignments(w)
     own_broker.stop()
     time.sleep(2.0)  # the worker runs on without a broker for a while
     assert w.alive(), w.logs()
     _start_again(own_broker)
     assert ensure_topics(d.settings)  # all gone with the broker: created again
+    # until the worker rejoins the group it fetches at its old positions, which on the
+    # emptied topics point past messages produced meanwhile; after the rejoin it finds no
+    # committed offsets and starts from the earliest
+    _wait_for(lambda: _assignments(w) > joins, 60, "rejoined")
     d.produce(second)
 
     snap = d.wait_applied(STREAM.messages)
