@@ -47,6 +47,10 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200.0, help="events per second")
     ap.add_argument("--steady-s", type=float, default=15.0)
     ap.add_argument("--after-s", type=float, default=10.0)
+    ap.add_argument("--prebuilt", action="store_true",
+                    help="build B's index before announcing it (measures the workers' load "
+                         "and swap alone)")
+    ap.add_argument("--loglevel", default="warning", help="the workers' log level")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     configure_logging("warning")
@@ -89,7 +93,7 @@ def run(settings: Settings, args: argparse.Namespace, work: Path,
     for j, (role, port) in enumerate(zip(roles, ports, strict=True)):
         with open(work / f"worker-{j}.log", "ab") as log:
             procs.append(subprocess.Popen(
-                [sys.executable, "-c", code, "--agents", role, "--loglevel", "warning"],
+                [sys.executable, "-c", code, "--agents", role, "--loglevel", args.loglevel],
                 env={**os.environ, **worker_env(settings, web_port=port)}, stdout=log,
                 stderr=subprocess.STDOUT))
     recall_ports = ports[1:]
@@ -105,6 +109,8 @@ def run(settings: Settings, args: argparse.Namespace, work: Path,
         t.start()
     time.sleep(args.steady_s)
     version_b = store.publish(ckpt_b)
+    if args.prebuilt:
+        asyncio.run(_build(settings, store, version_b, make_live=False))
     t_announce = time.time()
     announce(settings, {"kind": "published", "version": version_b,
                         "path": str(store.checkpoint_dir(version_b)), "ts": t_announce})
@@ -122,6 +128,9 @@ def run(settings: Settings, args: argparse.Namespace, work: Path,
     stop.set()
     for t in threads:
         t.join(15)
+    (work / "results.json").write_bytes(orjson.dumps(
+        {"t_announce": t_announce, "t_live": t_live, "switched": switched, "results": results},
+        option=orjson.OPT_NON_STR_KEYS))
     return summarise(results, version_a, version_b, t_announce, t_live, args, work)
 
 
@@ -145,7 +154,8 @@ def summarise(results: list[dict[str, Any]], version_a: str, version_b: str,
     p99_during = float(np.percentile(during, 99)) if during else float("nan")
     return {"swap_s": round(t_live - t_announce, 2), "errors": errors,
             "mixed_version_results": mixed, "p99_ratio": round(p99_during / p99_steady, 3),
-            "workers": args.workers, "items": args.items, "rate_eps": args.rate,
+            "workers": args.workers, "items": args.items, "prebuilt": args.prebuilt,
+            "rate_eps": args.rate,
             "results": len(results), "results_a": sum(r["version"] == version_a
                                                       for r in results),
             "results_b": sum(r["version"] == version_b for r in results),
@@ -158,10 +168,12 @@ def print_table(out: dict[str, Any]) -> None:
         print(f"{key:<{width}}  {value}")
 
 
-async def _build(settings: Settings, store: CheckpointStore, version: str) -> None:
+async def _build(settings: Settings, store: CheckpointStore, version: str, *,
+                 make_live: bool = True) -> None:
     state = open_state_store(settings.redis_url, config=StateConfig(prefix=settings.state_prefix))
     try:
-        assert await IndexBuilder(store, state).build(version), store.rejection(version)
+        assert await IndexBuilder(store, state).build(version, make_live=make_live), \
+            store.rejection(version)
     finally:
         await state.close()
 

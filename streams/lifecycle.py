@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +33,7 @@ from streams.itemcf import ItemCFChannel
 from streams.state import UserStateStore
 from towers.checkpoint import VERSION_RE
 from towers.errors import CheckpointError, TowersError
+from towers.sequence import UserHistory
 
 if TYPE_CHECKING:
     from streams.two_tower import TowerBundle
@@ -113,11 +118,13 @@ class IndexBuilder:
     def _build(self, version: str) -> None:
         from streams.two_tower import TowerBundle
 
+        started = time.perf_counter()
         bundle = TowerBundle.from_checkpoint(self.store.checkpoint_dir(version))
         live_model(bundle, self.store.checkpoint_dir(version))  # every artefact must load
         save_index(bundle.index, self.store.index_dir(version))
         self.store.mark_ready(version)
-        logger.info("version %s ready: %s items indexed", version, len(bundle.index))
+        logger.info("version %s ready: %s items indexed in %.1f s", version, len(bundle.index),
+                    time.perf_counter() - started)
 
 
 class LiveVersionWatcher:
@@ -129,6 +136,10 @@ class LiveVersionWatcher:
         self.store = store
         self.on_swap = on_swap
         self.failed: set[str] = set()  # versions that could not be loaded: not retried
+        # one thread of its own, at a lower CPU priority: a load competes with the batches
+        # being served for the cores, and those come first
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load",
+                                          initializer=_lower_priority)
 
     async def check(self) -> bool:
         """One poll; True when a new version went live in this worker."""
@@ -136,15 +147,9 @@ class LiveVersionWatcher:
         current = self.engine.model.version if self.engine.model is not None else None
         if not version or version == current or version in self.failed:
             return False
-        try:
-            bundle = await asyncio.to_thread(load_version, self.store, version)
-        except _REJECT as exc:
-            self.failed.add(version)
-            logger.error("live version %s cannot be loaded, keeping %s: %s", version,
-                         current, exc)
-            return False
-        try:
-            model = live_model(bundle, self.store.checkpoint_dir(version))
+        try:  # off the event loop: loading, parsing and the first search take a while
+            model = await asyncio.get_running_loop().run_in_executor(self._loader, self._load,
+                                                                     version)
         except _REJECT as exc:
             self.failed.add(version)
             logger.error("live version %s cannot be loaded, keeping %s: %s", version,
@@ -154,3 +159,26 @@ class LiveVersionWatcher:
         if self.on_swap is not None:
             self.on_swap(model)
         return True
+
+    def _load(self, version: str) -> LiveModel:
+        bundle = load_version(self.store, version)
+        model = live_model(bundle, self.store.checkpoint_dir(version))
+        if len(bundle.items.ids):
+            warm_up(model, str(bundle.items.ids[0]))
+        return model
+
+
+def _lower_priority(nice: int = 5) -> None:
+    """Lower the calling thread's priority (Linux schedules threads one by one)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (OSError, AttributeError):  # not Linux, or not allowed: run at the same priority
+        pass
+
+
+def warm_up(model: LiveModel, item_id: str) -> None:
+    """One recall through the new towers and index, so the first batch served after the
+    swap does not pay the first-call costs (allocations, lazy initialisation)."""
+    history = UserHistory("warm-up")
+    history.append(item_id, 0.0)
+    model.channel.candidates([history], k=10, now=0.0)

@@ -54,6 +54,9 @@ class Settings:
     web_host: str = "127.0.0.1"  # HTTP endpoint binds to loopback unless told otherwise
     web_port: int = 6066
     torch_threads: int = 1  # intra-op threads of the user tower in a worker
+    # an index-only worker (`--agents index`) runs this much nicer than the recall
+    # workers: its builds yield the CPU to recall on a shared host (0 = same priority)
+    index_nice: int = 10
     fetch_max_wait_ms: int = 10  # consumer long-poll; the embedded broker holds it in full
     rebalance_timeout_s: float = 3.0  # the embedded broker waits this long on every join
     kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -71,6 +72,8 @@ def run_worker(settings: Settings, *, roles: Sequence[str] = ROLES,
     # one intra-op thread: the event loop, faiss and torch share few cores, and spinning
     # OpenMP pools fighting each other cost far more than they parallelise small batches
     torch.set_num_threads(max(1, settings.torch_threads))
+    if "recall" not in roles and settings.index_nice > 0:
+        os.nice(settings.index_nice)  # background builds: recall latency comes first
     ensure_topics(settings)
     store = CheckpointStore(settings.checkpoint_dir())
     model = load_live_model(store, live_version_now(settings)) if "recall" in roles else None

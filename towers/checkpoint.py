@@ -201,7 +201,8 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     if spec.fingerprint() != config.get("feature_fingerprint"):
         raise CheckpointError("features.json does not match the fingerprint in config.json")
     _check_sizes(tower, spec)
-    model = TwoTower(tower)
+    with torch.device("meta"):  # no random initialisation: every weight comes from the file
+        model = TwoTower(tower)
     _load_weights(model, path / "weights.safetensors")
     model.eval()
     version = str(manifest["version"])
@@ -239,5 +240,7 @@ def _load_weights(model: TwoTower, path: Path) -> None:
             raise CheckpointError(f"weights.safetensors {name} has shape {tuple(value.shape)} "
                                   f"{value.dtype}, expected {tuple(expected[name].shape)} "
                                   f"{expected[name].dtype}")
-    with torch.no_grad():
-        model.load_state_dict(tensors, strict=False)
+    with torch.no_grad():  # assign: the meta tensors are replaced by the file's
+        model.load_state_dict(tensors, strict=False, assign=True)
+    stray = [name for name, t in model.state_dict().items() if t.is_meta]
+    assert not stray, f"weights left uninitialised: {stray}"

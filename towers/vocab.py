@@ -31,10 +31,11 @@ class Vocabulary:
     def __post_init__(self) -> None:
         if self.n_oov < 1:
             raise FeatureError("a vocabulary needs at least one out-of-vocabulary bucket")
-        if len(set(self.tokens)) != len(self.tokens):
-            raise FeatureError("vocabulary tokens must be unique")
         offset = 1 + self.n_oov
-        self._index = {tok: offset + i for i, tok in enumerate(self.tokens)}
+        self._index = dict(zip(self.tokens, range(offset, offset + len(self.tokens)),
+                               strict=True))
+        if len(self._index) != len(self.tokens):
+            raise FeatureError("vocabulary tokens must be unique")
 
     @classmethod
     def build(cls, values: Iterable[str], *, min_count: int = 1, n_oov: int = 1,
