@@ -51,7 +51,8 @@ def _ks(text: str) -> tuple[int, ...]:
               help="Replay only the first D days (event time) of the window.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None)
-@click.option("--timeout", "timeout_s", type=float, default=900.0, show_default=True)
+@click.option("--timeout", "timeout_s", type=float, default=900.0, show_default=True,
+              help="Give up when no recall list has arrived for this many seconds.")
 def replay(dataset: str, data: Path | None, columns: str | None, start: str,
            speed: float | None, max_rate: float | None, one_per_batch: bool, ks: str,
            checkpoint: Path | None, workers: int, limit: int | None, days: float | None,

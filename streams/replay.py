@@ -156,8 +156,12 @@ class ListLog:
 
 def collect(settings: Settings, *, until: Callable[[ListLog], bool], timeout_s: float,
             stop: threading.Event | None = None, out: ListLog | None = None) -> ListLog:
-    """Read the recall topic from its start until `until(log)` or the timeout."""
+    """Read the recall topic from its start until `until(log)`, or until no new list has
+    arrived for `timeout_s` (a slow replay may take longer than that in all)."""
+    # short long-polls: the embedded broker holds each fetch for its full wait, and a
+    # replay that gates every event on the previous one's list waits on each fetch
     consumer = KafkaConsumer(auto_offset_reset="earliest", enable_auto_commit=False,
+                             fetch_max_wait_ms=settings.fetch_max_wait_ms,
                              **admin_options(settings))  # type: ignore[arg-type]
     parts = consumer.partitions_for_topic(settings.topics.recalls) or {0}
     consumer.assign([TopicPartition(settings.topics.recalls, p) for p in sorted(parts)])
@@ -170,6 +174,7 @@ def collect(settings: Settings, *, until: Callable[[ListLog], bool], timeout_s: 
             for batch in consumer.poll(100, max_records=5000).values():
                 for record in batch:
                     out.add(orjson.loads(record.value))
+                deadline = time.monotonic() + timeout_s
     finally:
         consumer.close()
     return out

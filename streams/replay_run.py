@@ -49,7 +49,7 @@ class ReplayOptions:
     speed: float | None = None  # event time runs this many times faster than real time
     max_rate: float | None = None  # events per second at most
     workers: int = 1  # worker processes started for the replay (0: use running ones)
-    timeout_s: float = 900.0
+    timeout_s: float = 900.0  # give up when no list has arrived for this long
     checkpoint: Path | None = None  # published and made live before the replay
     one_per_batch: bool = False  # hold each event until the previous one has its list
 
@@ -222,7 +222,7 @@ def _produce_and_collect(settings: Settings, window: ReplayWindow, options: Repl
     produce(settings, paced(messages, speed=options.speed, max_rate=options.max_rate),
             on_sent=lambda n: timeline.append((time.time(), n)) if n % 50 == 0 else None)
     timeline.append((time.time(), len(window.event_ids)))
-    reader.join(options.timeout_s)
+    reader.join()  # it ends once every user has its last list, or when lists stop coming
     stop.set()
     reader.join(10)
     if not done(log):
