@@ -11,7 +11,8 @@ import orjson
 
 from streams.errors import StreamsError
 from streams.logs import configure_logging
-from streams.settings import load_settings
+from streams.settings import Settings, load_settings
+from towers.data import Dataset
 from towers.datasets.registry import DATASETS
 from towers.errors import TowersError
 
@@ -53,10 +54,16 @@ def _ks(text: str) -> tuple[int, ...]:
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None)
 @click.option("--timeout", "timeout_s", type=float, default=900.0, show_default=True,
               help="Give up when no recall list has arrived for this many seconds.")
+@click.option("--loop", is_flag=True,
+              help="Load mode: produce the window again and again (new event ids, later "
+                   "timestamps) at --max-rate to the running workers; no scoring.")
+@click.option("--duration", "duration_s", type=float, default=None,
+              help="With --loop: stop after this many seconds (default: Ctrl-C).")
 def replay(dataset: str, data: Path | None, columns: str | None, start: str,
            speed: float | None, max_rate: float | None, one_per_batch: bool, ks: str,
            checkpoint: Path | None, workers: int, limit: int | None, days: float | None,
-           json_path: Path | None, plot_path: Path | None, timeout_s: float) -> None:
+           json_path: Path | None, plot_path: Path | None, timeout_s: float, loop: bool,
+           duration_s: float | None) -> None:
     """Replay a data set's valid/test window through the real path and score it.
 
     The history before the window is bulk-loaded into Redis; the window's events are
@@ -69,6 +76,7 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
     Examples:
       nearline replay --dataset ml100k --checkpoint runs/ml100k-... --json replay.json
       nearline replay --dataset jsonl --data market.jsonl --max-rate 2000 --plot r.png
+      nearline replay --dataset ml100k --loop --max-rate 500 --duration 600   # soak load
     """
     from streams.replay import split_window
     from streams.replay_plot import plot_replay
@@ -81,6 +89,10 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
         data_set = load_dataset(dataset, data, columns=columns)
     except (StreamsError, TowersError) as exc:
         raise click.ClickException(str(exc)) from exc
+    if loop:
+        _load(settings, data_set, start=start, limit=limit, days=days, max_rate=max_rate,
+              duration_s=duration_s)
+        return
     settings = isolated(settings)
     # the data set's protocol: films keep the seen filter on (EVALUATION.md)
     settings = dataclasses.replace(settings, seen_filter=data_set.seen_filter,
@@ -102,6 +114,25 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
         n = max(len(trace), 1)
         plot_replay(report, plot_path, hits=[(j / n, h) for j, h in enumerate(trace)])
         click.echo(f"plot: {plot_path}")
+
+
+def _load(settings: Settings, data_set: Dataset, *, start: str, limit: int | None,
+          days: float | None, max_rate: float | None, duration_s: float | None) -> None:
+    from streams.replay import split_window
+    from streams.replay_load import produce_load
+
+    if not max_rate or max_rate <= 0:
+        raise click.UsageError("--loop needs a positive --max-rate")
+    window = split_window(data_set, start=start, limit=limit, days=days)
+    if not len(window.window):
+        raise click.UsageError("the replay window is empty: nothing to loop over")
+    until = f"for {duration_s:g} s" if duration_s else "until Ctrl-C"
+    click.echo(f"producing the {len(window.window)} events of {data_set.name}'s {start} "
+               f"window in a loop at {max_rate:g} events/s to {settings.topics.interactions} "
+               f"({until})")
+    result = produce_load(settings, window, max_rate=max_rate, duration_s=duration_s)
+    click.echo(f"produced {result.events} events in {result.seconds:.1f} s "
+               f"({result.rate:.0f} events/s)")
 
 
 def format_report(report: dict) -> str:  # type: ignore[type-arg]

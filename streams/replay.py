@@ -76,17 +76,32 @@ def split_window(dataset: Dataset, *, start: str = "test", limit: int | None = N
                         [f"{name}-{r}" for r in rows_h.tolist()])
 
 
-def interaction_messages(window: ReplayWindow) -> Iterator[tuple[bytes, bytes, float]]:
-    """(key, value, event ts) of every window event, in time order."""
+def interaction_messages(window: ReplayWindow, *, passes: int | None = 1
+                         ) -> Iterator[tuple[bytes, bytes, float]]:
+    """(key, value, event ts) of every window event, in time order.
+
+    With `passes` > 1 (None: endless) the window runs again and again as new events, the
+    load a soak test needs: pass p gets event ids suffixed `~p` and timestamps shifted past
+    the end of pass p - 1, so workers apply every event of every pass.
+    """
     w = window.window
-    for j, event_id in enumerate(window.event_ids):
-        kind = str(w.kind[j])
-        price = float(w.price[j])
-        yield (str(w.user[j]).encode(), orjson.dumps({
-            "event_id": event_id, "user_id": str(w.user[j]), "item_id": str(w.item[j]),
-            "type": kind if kind in INTERACTION_TYPES else "purchase",
-            "quantity": float(w.quantity[j]), "price": price if np.isfinite(price) else None,
-            "ts": float(w.ts[j]), "region": str(w.region[j])}), float(w.ts[j]))
+    span = float(w.ts[-1] - w.ts[0]) + 1.0 if len(w) else 0.0
+    n = 0
+    while passes is None or n < passes:
+        shift, suffix = n * span, f"~{n}" if n else ""
+        for j, event_id in enumerate(window.event_ids):
+            kind = str(w.kind[j])
+            price = float(w.price[j])
+            ts = float(w.ts[j]) + shift
+            yield (str(w.user[j]).encode(), orjson.dumps({
+                "event_id": event_id + suffix, "user_id": str(w.user[j]),
+                "item_id": str(w.item[j]), "type": kind if kind in INTERACTION_TYPES else
+                "purchase", "quantity": float(w.quantity[j]),
+                "price": price if np.isfinite(price) else None, "ts": ts,
+                "region": str(w.region[j])}), ts)
+        n += 1
+        if not len(w):
+            return
 
 
 def paced(messages: Iterable[tuple[bytes, bytes, float]], *, speed: float | None,

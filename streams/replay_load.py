@@ -1,0 +1,56 @@
+"""`nearline replay --loop`: a data set's window as endless load for running workers.
+
+No scoring and no isolation: the events go to the deployment's own interactions topic,
+where the running workers consume them. Each pass is new events (fresh ids, later
+timestamps; `streams.replay.interaction_messages`), so every one is applied.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from streams.replay import ReplayWindow, interaction_messages, paced, produce
+from streams.settings import Settings
+
+__all__ = ["LoadResult", "produce_load"]
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    events: int
+    seconds: float
+    interrupted: bool  # stopped by Ctrl-C rather than by the duration
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+def produce_load(settings: Settings, window: ReplayWindow, *, max_rate: float,
+                 duration_s: float | None = None) -> LoadResult:
+    """Produce the window again and again at `max_rate` events/s for `duration_s` seconds
+    (None: until interrupted)."""
+    if max_rate <= 0:
+        raise ValueError("a load needs a positive --max-rate")
+    sent = [0]
+    started = time.monotonic()
+    deadline = None if duration_s is None else started + duration_s
+
+    def until_deadline() -> Iterator[tuple[bytes, bytes]]:
+        for message in paced(interaction_messages(window, passes=None), speed=None,
+                             max_rate=max_rate):
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            yield message
+
+    def count(n: int) -> None:
+        sent[0] = n
+
+    interrupted = False
+    try:
+        produce(settings, until_deadline(), on_sent=count)
+    except KeyboardInterrupt:
+        interrupted = True
+    return LoadResult(sent[0], time.monotonic() - started, interrupted)
