@@ -1,9 +1,10 @@
 """The `returning` channel: live popularity for users back after a break, else nothing.
 
-Someone whose newest event is `away_s` old or more when the list is computed gets more of
-what sells now; someone mid-session gets none of it. Lists a worker computes when an
-event arrives never see it (the user's newest event is that one); lists computed later
-(the nightly batch of the offline protocol, an HTTP request for an idle user) do.
+Someone whose newest interaction is `away_s` old or more when the list is computed gets
+more of what sells now; someone mid-session gets none of it. Lists a worker computes when
+an interaction arrives never see it (the user's newest event is that one); lists computed
+later do: in a worker, the refresh a context event for that user triggers (a store
+opening after a break), and offline, the nightly lists of the frozen protocol.
 """
 
 from __future__ import annotations

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Container, Sequence
 
+import pytest
+import redis.asyncio as aioredis
+
+from streams.engine import EngineConfig, RecallEngine, UserRecall
+from streams.merge import MergeConfig
+from streams.popularity import PopularityBoard
+from streams.records import Interaction
 from streams.returning import ReturningConfig, ReturningPopularity
+from streams.state_memory import InMemoryUserStateStore
 from towers.sequence import DAY, UserHistory
 
 
@@ -53,3 +63,36 @@ def test_nobody_away_asks_nothing() -> None:
     channel = ReturningPopularity(ranked, ReturningConfig(away_s=DAY))
     assert channel.candidates([_history("u", 5.0)], k=3, now=6.0) == [[]]
     assert ranked.asked == []
+
+
+@pytest.mark.services
+def test_a_worker_list_gets_it_only_when_computed_after_a_break(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """At an interaction's own time the user is mid-session: no returning items. A list
+    computed days later (a context event for that user) gets what sells now."""
+    now_list, later = asyncio.run(_lists(redis_server.url))
+    assert "returning" not in now_list.recall.channels
+    before = dict(zip(now_list.recall.items, now_list.recall.scores, strict=True))
+    after = dict(zip(later.recall.items, later.recall.scores, strict=True))
+    credit = dict(zip(later.recall.items, later.recall.channels, strict=True))
+    assert before["hot"] == 0.0  # only a filler (popularity weighs 0 here)
+    assert after["hot"] > 0.0 and credit["hot"] == "returning"
+    assert after["own"] > before["own"]  # the user's own item is popular too
+
+
+async def _lists(redis_url: str) -> tuple[UserRecall, UserRecall]:
+    client = aioredis.Redis.from_url(redis_url)
+    board = PopularityBoard(client, prefix=f"ret{uuid.uuid4().hex[:6]}")
+    merge = MergeConfig(weights={"repeat": 1.0, "popularity": 0.0, "returning": 2.0})
+    engine = RecallEngine(InMemoryUserStateStore(), board, config=EngineConfig(
+        top_k=5, merge=merge, returning=ReturningConfig(away_s=DAY)))
+    t0 = 1_700_000_000.0
+    events = [Interaction(event_id="a1", user_id="a", item_id="own", type="purchase", ts=t0)]
+    events += [Interaction(event_id=f"h{j}", user_id=f"u{j}", item_id="hot", type="purchase",
+                           ts=t0 + 60.0 * j) for j in range(20)]
+    try:
+        await engine.apply(events)
+        (now_list,) = await engine.recall(["a"], now=t0)
+        (later,) = await engine.recall(["a"], now=t0 + 3 * DAY)
+    finally:
+        await client.aclose()
+    return now_list, later
