@@ -27,6 +27,7 @@ import numpy as np
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from bench._harness import wait_for
 from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
 from streams.checkpoint_store import CheckpointStore
 from streams.cli_models import announce
@@ -97,9 +98,10 @@ def run(settings: Settings, args: argparse.Namespace, work: Path,
                 env={**os.environ, **worker_env(settings, web_port=port)}, stdout=log,
                 stderr=subprocess.STDOUT))
     recall_ports = ports[1:]
-    _wait(lambda: all(_version(p) == version_a for p in recall_ports), 180, "workers on A")
-    _wait(lambda: sum(_assigned(p) for p in recall_ports) >= settings.partitions, 60,
-          "partitions assigned")
+    wait_for(lambda: all(_version(p) == version_a for p in recall_ports), timeout=180,
+             what="workers on A", every=0.1)
+    wait_for(lambda: sum(_assigned(p) for p in recall_ports) >= settings.partitions,
+             timeout=60, what="partitions assigned", every=0.1)
 
     results: list[dict[str, Any]] = []
     stop = threading.Event()
@@ -122,7 +124,7 @@ def run(settings: Settings, args: argparse.Namespace, work: Path,
                 switched[p] = time.time()
         return len(switched) == len(recall_ports)
 
-    _wait(all_on_b, 120, "workers on B")
+    wait_for(all_on_b, timeout=120, what="workers on B", every=0.1)
     t_live = max(switched.values())
     time.sleep(args.after_s)
     stop.set()
@@ -223,14 +225,6 @@ def _version(port: int) -> str:
 
 def _assigned(port: int) -> int:
     return int(_get(port, "/healthz").get("interaction_partitions", 0))
-
-
-def _wait(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached after {timeout} s")
-        time.sleep(0.1)
 
 
 if __name__ == "__main__":

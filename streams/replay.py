@@ -85,7 +85,9 @@ def interaction_messages(window: ReplayWindow, *, passes: int | None = 1
     the end of pass p - 1, so workers apply every event of every pass.
     """
     w = window.window
-    span = float(w.ts[-1] - w.ts[0]) + 1.0 if len(w) else 0.0
+    if not len(w):
+        return
+    span = float(w.ts[-1] - w.ts[0]) + 1.0
     n = 0
     while passes is None or n < passes:
         shift, suffix = n * span, f"~{n}" if n else ""
@@ -100,8 +102,6 @@ def interaction_messages(window: ReplayWindow, *, passes: int | None = 1
                 "price": price if np.isfinite(price) else None, "ts": ts,
                 "region": str(w.region[j])}), ts)
         n += 1
-        if not len(w):
-            return
 
 
 def paced(messages: Iterable[tuple[bytes, bytes, float]], *, speed: float | None,

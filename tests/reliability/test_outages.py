@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench._harness import wait_for
 from streams.embedded import EmbeddedBroker, EmbeddedRedis
 from streams.errors import ServiceError
 from streams.topics import ensure_topics
@@ -61,14 +62,6 @@ def _start_again(server: EmbeddedBroker | EmbeddedRedis, timeout: float = 20.0) 
 def _assignments(worker: Worker) -> int:
     """How many partition assignments the worker has logged so far."""
     return worker.log.read_text(errors="replace").count("_on_partitions_assigned")
-
-
-def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not {what} after {timeout} s")
-        time.sleep(0.2)
 
 
 def test_redis_outage_stalls_the_worker_which_then_catches_up(deploy, own_redis, reference  # type: ignore[no-untyped-def]
@@ -130,7 +123,7 @@ def test_worker_survives_a_broker_restart_and_consumes_after_it(deploy, own_brok
     # until the worker rejoins the group it fetches at its old positions, which on the
     # emptied topics point past messages produced meanwhile; after the rejoin it finds no
     # committed offsets and starts from the earliest
-    _wait_for(lambda: _assignments(w) > joins, 60, "rejoined")
+    wait_for(lambda: _assignments(w) > joins, timeout=60, what="rejoined")
     d.produce(second)
 
     snap = d.wait_applied(STREAM.messages)
