@@ -9,6 +9,7 @@ the idempotent state turns into no-ops.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -75,7 +76,10 @@ class KafkaSink:
         self.dead_topic = dead
 
     async def recalls(self, results: Sequence[RecallResult]) -> None:
-        futures = [await self.recalls_topic.send(key=r.user_id.encode(), value=r.dumps())
+        # straight to the producer: Faust's topic.send wraps every message in futures and
+        # callbacks that cost more than the send itself at thousands of lists a second
+        producer, name = self.recalls_topic.app.producer, self.recalls_topic.get_topic_name()
+        futures = [await producer.send(name, r.user_id.encode(), r.dumps(), None, None, None)
                    for r in results]
         for fut in futures:
             await fut
@@ -120,8 +124,9 @@ def create_app(settings: Settings, engine: RecallEngine, *, roles: Sequence[str]
     store = store or CheckpointStore(settings.checkpoint_dir())
     n, within = settings.batch_size, settings.batch_within_s
     if "recall" in roles:
-        for name, handle in (("interactions", pipeline.on_interactions),
-                             ("context", pipeline.on_context), ("items", pipeline.on_items)):
+        _staged_agent(app, topic["interactions"], pipeline.begin_interactions, n, within,
+                      name="interactions_agent")
+        for name, handle in (("context", pipeline.on_context), ("items", pipeline.on_items)):
             _batched_agent(app, topic[name], handle, n, within, name=f"{name}_agent")
         _watch_live_version(app, pipeline, store)
     if "index" in roles:
@@ -212,6 +217,36 @@ def _batched_agent(app: faust.App, topic: faust.TopicT, handle: Any, n: int, wit
             await handle([_incoming(e) for e in events])
             for e in events:  # acked only once applied and published
                 await stream.ack(e)
+
+    agent.__name__ = name
+    app.agent(topic, name=f"nearline.{name}")(agent)
+
+
+def _staged_agent(app: faust.App, topic: faust.TopicT, begin: Any, n: int, within: float,
+                  *, name: str) -> None:
+    """Like `_batched_agent`, but takes the next batch while this one's lists are computed.
+
+    `begin` applies a batch and returns an awaitable that ends once its lists are
+    published; the batch is acked then, never before.
+    """
+    async def agent(stream: faust.StreamT) -> None:
+        acking: set[asyncio.Task[None]] = set()  # referenced until done
+
+        async def ack_when_done(done: Any, events: Sequence[Any]) -> None:
+            try:
+                await done
+            except Exception:  # the next batch re-raises it in the agent
+                logger.exception("lists of a batch failed: its %s events stay unacked",
+                                 len(events))
+                return
+            for e in events:
+                await stream.ack(e)
+
+        async for events in stream.noack_take(n, within=within):
+            done = await begin([_incoming(e) for e in events])
+            task = asyncio.create_task(ack_when_done(done, events))
+            acking.add(task)
+            task.add_done_callback(acking.discard)
 
     agent.__name__ = name
     app.agent(topic, name=f"nearline.{name}")(agent)

@@ -25,9 +25,9 @@ from streams.recall import Filters, Recaller, RecallList
 from streams.records import Interaction
 from streams.returning import ReturningConfig, ReturningPopularity
 from streams.state import InteractionUpdate, UserFeatures, UserStateStore
-from towers.sequence import DAY
+from towers.sequence import DAY, UserHistory
 
-__all__ = ["EngineConfig", "LiveModel", "RecallEngine", "UserRecall"]
+__all__ = ["EngineConfig", "LiveModel", "RecallEngine", "RecallInput", "UserRecall"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,16 @@ class RecallEngine:
 
     async def recall(self, users: Sequence[str], *, now: float) -> list[UserRecall]:
         """Fresh lists for distinct `users`, computed at event time `now`."""
+        snapshot = await self.read(users, now=now)
+        # torch and faiss release the GIL: the event loop keeps serving meanwhile
+        return await asyncio.to_thread(snapshot.compute)
+
+    async def read(self, users: Sequence[str], *, now: float) -> RecallInput:
+        """Everything the lists of `users` depend on, read from the state now.
+
+        Computing the lists (`RecallInput.compute`) needs no further reads, so a caller
+        may apply the next batch's events while they are computed.
+        """
         cfg = self.config
         model = self.model  # read once: one version for the whole batch
         histories = await self.store.histories(users, last=cfg.history_len)
@@ -111,11 +121,32 @@ class RecallEngine:
             channels.append(ReturningPopularity(popularity, cfg.returning))
         recaller = Recaller(channels=channels, fallback=popularity, merge=cfg.merge,
                             filters=Filters(seen=cfg.seen_filter, deny=cfg.deny, allow=cfg.allow))
-        # torch and faiss release the GIL: the event loop keeps serving meanwhile
-        lists = await asyncio.to_thread(recaller.rank, list(users), histories, seen,
-                                        k=cfg.top_k, now=now, unavailable=unavailable)
-        version = model.version if model is not None else ""
-        return [UserRecall(r, version, f) for r, f in zip(lists, features, strict=True)]
+        return RecallInput(recaller=recaller, users=list(users), histories=histories,
+                           features=features, seen=seen, unavailable=unavailable,
+                           k=cfg.top_k, now=now,
+                           version=model.version if model is not None else "")
+
+
+@dataclass(frozen=True)
+class RecallInput:
+    """The state a batch's lists are computed from, read in one go (`RecallEngine.read`)."""
+
+    recaller: Recaller
+    users: list[str]
+    histories: list[UserHistory | None]
+    features: list[UserFeatures | None]
+    seen: list[set[str]] | None
+    unavailable: set[str]
+    k: int
+    now: float
+    version: str
+
+    def compute(self) -> list[UserRecall]:
+        """The merged lists (no I/O: safe to run in a worker thread)."""
+        lists = self.recaller.rank(self.users, self.histories, self.seen, k=self.k,
+                                   now=self.now, unavailable=self.unavailable)
+        return [UserRecall(r, self.version, f)
+                for r, f in zip(lists, self.features, strict=True)]
 
 
 def repeat_config(half_life_s: float | None) -> RepeatConfig:

@@ -16,7 +16,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from streams.engine import RecallEngine, UserRecall
+import numpy as np
+
+from streams.engine import RecallEngine, RecallInput, UserRecall
 from streams.errors import EventError, ServiceError
 from streams.records import (
     ContextEvent,
@@ -80,6 +82,7 @@ class Pipeline:
         self.max_future_s = max_future_s
         self.metrics = metrics or WorkerMetrics()
         self.clock = clock
+        self._inflight: asyncio.Task[list[RecallResult]] | None = None
 
     def _decode(self, messages: Sequence[Incoming], kind: str
                 ) -> tuple[list[tuple[Incoming, object]], list[DeadLetter]]:
@@ -105,10 +108,22 @@ class Pipeline:
         return retry(call, what=what, on_error=self.metrics.redis_errors.inc)
 
     async def on_interactions(self, messages: Sequence[Incoming]) -> None:
+        """Apply a batch and publish its users' lists; returns once they are out."""
+        await (await self.begin_interactions(messages))
+
+    async def begin_interactions(self, messages: Sequence[Incoming]) -> Awaitable[object]:
+        """Apply a batch and start its lists; the returned awaitable ends once published.
+
+        The state the lists are computed from is read before this returns, so the next
+        batch's events are applied while this batch's lists are computed and published
+        (the two use different cores). One batch is in flight at a time: a batch's lists
+        start only after the previous batch's are out, so each user's lists are
+        published in order.
+        """
         good, bad = self._decode(messages, "interaction")
         await self.sink.dead_letters(bad)
         if not good:
-            return
+            return _done()
         events: list[Interaction] = [r for _, r in good]  # type: ignore[misc]
         applied = await self._retry(lambda: self.engine.apply(events), "apply interactions")
         self.metrics.applied.inc(sum(applied), topic=good[0][0].topic)
@@ -116,7 +131,16 @@ class Pipeline:
         arrivals: dict[str, float] = {}
         for m, e in zip((m for m, _ in good), events, strict=True):
             arrivals[e.user_id] = max(arrivals.get(e.user_id, 0.0), m.arrival)
-        await self.refresh(list(arrivals), now=max(e.ts for e in events), arrivals=arrivals)
+        await self.settle()
+        self._inflight = await self._begin_refresh(
+            list(arrivals), now=max(e.ts for e in events), arrivals=arrivals)
+        return self._inflight
+
+    async def settle(self) -> None:
+        """Wait until the lists of the batch in flight are published (re-raising its error)."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task
 
     async def on_context(self, messages: Sequence[Incoming]) -> None:
         good, bad = self._decode(messages, "context")
@@ -156,26 +180,44 @@ class Pipeline:
     async def refresh(self, users: list[str], *, now: float,
                       arrivals: dict[str, float] | None = None) -> list[RecallResult]:
         """Compute, store and publish fresh lists for `users` (distinct)."""
+        return await (await self._begin_refresh(users, now=now, arrivals=arrivals))
+
+    async def _begin_refresh(self, users: list[str], *, now: float,
+                             arrivals: dict[str, float] | None
+                             ) -> asyncio.Task[list[RecallResult]]:
         started = time.perf_counter()
-        recalls = await self._retry(lambda: self.engine.recall(users, now=now), "recall")
+        snapshot = await self._retry(lambda: self.engine.read(users, now=now), "read state")
+        return asyncio.create_task(self._finish(snapshot, started, arrivals or {}))
+
+    async def _finish(self, snapshot: RecallInput, started: float,
+                      arrivals: dict[str, float]) -> list[RecallResult]:
+        # torch and faiss release the GIL: the event loop keeps serving meanwhile
+        recalls = await asyncio.to_thread(snapshot.compute)
         emitted = self.clock()
-        results = [to_result(r, emitted=emitted, arrival=(arrivals or {}).get(r.recall.user_id))
+        results = [to_result(r, emitted=emitted, arrival=arrivals.get(r.recall.user_id))
                    for r in recalls]
         await self._retry(lambda: self.engine.store.put_recalls(
             {r.user_id: r.asdict() for r in results}), "store recall lists")
         await self.sink.recalls(results)
-        self.metrics.batch_users.observe(len(users))
+        self.metrics.batch_users.observe(len(snapshot.users))
         self.metrics.recall_seconds.observe(time.perf_counter() - started)
         for r in results:
             self.metrics.latency_seconds.observe(r.latency_ms / 1000.0)
         return results
 
 
+def _done() -> asyncio.Future[object]:
+    future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
 def to_result(r: UserRecall, *, emitted: float, arrival: float | None) -> RecallResult:
     f = r.features
     return RecallResult(
         user_id=r.recall.user_id, items=r.recall.items,
-        scores=[round(float(s), 6) for s in r.recall.scores], channels=r.recall.channels,
+        scores=np.round(np.asarray(r.recall.scores, dtype=np.float64), 6).tolist(),
+        channels=r.recall.channels,
         version=r.version, last_event_id=f.last_event_id if f else "",
         last_event_ts=f.last_event_ts if f else 0.0, emitted_ts=emitted,
         latency_ms=max(0.0, (emitted - arrival) * 1000.0) if arrival else 0.0)
