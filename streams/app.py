@@ -120,7 +120,7 @@ def create_app(settings: Settings, engine: RecallEngine, *, roles: Sequence[str]
              ("interactions", "context", "items", "checkpoints", "recalls", "dead_letter")}
     sink = KafkaSink(topic["recalls"], topic["dead_letter"])
     pipeline = Pipeline(engine, sink, max_event_bytes=settings.max_event_bytes,
-                        max_future_s=settings.max_future_s)
+                        max_future_s=settings.max_future_s, depth=settings.pipeline_depth)
     store = store or CheckpointStore(settings.checkpoint_dir())
     n, within = settings.batch_size, settings.batch_within_s
     if "recall" in roles:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -75,14 +76,16 @@ class Pipeline:
 
     def __init__(self, engine: RecallEngine, sink: Sink, *, max_event_bytes: int,
                  max_future_s: float, metrics: WorkerMetrics | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, depth: int = 2) -> None:
+        assert depth >= 1, "at least the batch being computed"
         self.engine = engine
         self.sink = sink
         self.max_event_bytes = max_event_bytes
         self.max_future_s = max_future_s
         self.metrics = metrics or WorkerMetrics()
         self.clock = clock
-        self._inflight: asyncio.Task[list[RecallResult]] | None = None
+        self.depth = depth
+        self._inflight: deque[asyncio.Task[list[RecallResult]]] = deque()
 
     def _decode(self, messages: Sequence[Incoming], kind: str
                 ) -> tuple[list[tuple[Incoming, object]], list[DeadLetter]]:
@@ -115,10 +118,10 @@ class Pipeline:
         """Apply a batch and start its lists; the returned awaitable ends once published.
 
         The state the lists are computed from is read before this returns, so the next
-        batch's events are applied while this batch's lists are computed and published
-        (the two use different cores). One batch is in flight at a time: a batch's lists
-        start only after the previous batch's are out, so each user's lists are
-        published in order.
+        batches are applied and read while this one's lists are computed and published:
+        up to `depth` batches are in flight (computing in worker threads, which torch and
+        faiss let run beside the event loop), and each batch publishes only after the one
+        before it, so a user's lists go out in order.
         """
         good, bad = self._decode(messages, "interaction")
         await self.sink.dead_letters(bad)
@@ -131,16 +134,18 @@ class Pipeline:
         arrivals: dict[str, float] = {}
         for m, e in zip((m for m, _ in good), events, strict=True):
             arrivals[e.user_id] = max(arrivals.get(e.user_id, 0.0), m.arrival)
-        await self.settle()
-        self._inflight = await self._begin_refresh(
-            list(arrivals), now=max(e.ts for e in events), arrivals=arrivals)
-        return self._inflight
+        while len(self._inflight) >= self.depth:
+            await self._inflight.popleft()
+        task = await self._begin_refresh(list(arrivals), now=max(e.ts for e in events),
+                                         arrivals=arrivals,
+                                         after=self._inflight[-1] if self._inflight else None)
+        self._inflight.append(task)
+        return task
 
     async def settle(self) -> None:
-        """Wait until the lists of the batch in flight are published (re-raising its error)."""
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            await task
+        """Wait until every batch in flight is published (re-raising a batch's error)."""
+        while self._inflight:
+            await self._inflight.popleft()
 
     async def on_context(self, messages: Sequence[Incoming]) -> None:
         good, bad = self._decode(messages, "context")
@@ -183,16 +188,19 @@ class Pipeline:
         return await (await self._begin_refresh(users, now=now, arrivals=arrivals))
 
     async def _begin_refresh(self, users: list[str], *, now: float,
-                             arrivals: dict[str, float] | None
+                             arrivals: dict[str, float] | None,
+                             after: asyncio.Task[list[RecallResult]] | None = None
                              ) -> asyncio.Task[list[RecallResult]]:
         started = time.perf_counter()
         snapshot = await self._retry(lambda: self.engine.read(users, now=now), "read state")
-        return asyncio.create_task(self._finish(snapshot, started, arrivals or {}))
+        return asyncio.create_task(self._finish(snapshot, started, arrivals or {}, after))
 
     async def _finish(self, snapshot: RecallInput, started: float,
-                      arrivals: dict[str, float]) -> list[RecallResult]:
-        # torch and faiss release the GIL: the event loop keeps serving meanwhile
+                      arrivals: dict[str, float],
+                      after: asyncio.Task[list[RecallResult]] | None) -> list[RecallResult]:
         recalls = await asyncio.to_thread(snapshot.compute)
+        if after is not None:  # the batch before publishes first; its failure is its own
+            await asyncio.wait([after])
         emitted = self.clock()
         results = [to_result(r, emitted=emitted, arrival=arrivals.get(r.recall.user_id))
                    for r in recalls]

@@ -44,6 +44,8 @@ class Settings:
     top_k: int = 100  # length of each published recall list
     batch_size: int = 256  # micro-batch: at most this many events ...
     batch_within_s: float = 0.005  # ... or whatever arrived within this many seconds
+    # interaction batches in flight: later ones are applied while earlier lists compute
+    pipeline_depth: int = 2
     profile: str = "retail"  # recall recipe: "retail" (repeat purchases) or "films"
     half_life_s: float = 0.0  # recency half-life of the repeat channel; 0 = the profile's
     popularity_half_life_s: float = 0.0  # decay of live popularity; 0 = the profile's
@@ -101,6 +103,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         raise SettingsError(f"NEARLINE_PROFILE={settings.profile!r}: use retail or films")
     if settings.partitions < 1:
         raise SettingsError("NEARLINE_PARTITIONS must be at least 1")
+    if settings.pipeline_depth < 1:
+        raise SettingsError("NEARLINE_PIPELINE_DEPTH must be at least 1")
     if not settings.kafka_url or not settings.redis_url:
         settings = _with_embedded(settings)
     return settings

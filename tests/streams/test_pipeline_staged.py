@@ -1,0 +1,116 @@
+"""The staged pipeline: the next batch is applied while this batch's lists are computed.
+
+Lists of a batch are computed from the state read before `begin_interactions` returns
+(never from a later batch's events), go out in batch order, and a failure surfaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Sequence
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from streams.engine import RecallEngine, RecallInput
+from streams.pipeline import Incoming, Pipeline
+from streams.popularity import PopularityBoard
+from streams.records import DeadLetter, RecallResult
+from streams.state_memory import InMemoryUserStateStore
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.lists: list[RecallResult] = []
+
+    async def recalls(self, results: Sequence[RecallResult]) -> None:
+        self.lists.extend(results)
+
+    async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        assert not letters
+
+
+def _batch(events: list[tuple[str, str, str, float]], offset: int) -> list[Incoming]:
+    return [Incoming(orjson.dumps({"event_id": eid, "user_id": u, "item_id": i, "ts": ts,
+                                   "type": "purchase", "quantity": 1.0}),
+                     topic="interactions", partition=0, offset=offset + j, arrival=0.0)
+            for j, (eid, u, i, ts) in enumerate(events)]
+
+
+async def _staged(redis_url: str, depth: int) -> tuple[list[RecallResult], bool]:
+    client = aioredis.Redis.from_url(redis_url)
+    store, sink = InMemoryUserStateStore(), Collect()
+    engine = RecallEngine(store, PopularityBoard(client, prefix=f"st{uuid.uuid4().hex[:6]}"))
+    pipeline = Pipeline(engine, sink, max_event_bytes=64 * 1024, max_future_s=86_400.0,
+                        depth=depth)
+    gate = threading.Event()  # holds the first batch's computation until released
+    compute = RecallInput.compute
+
+    def held(self: RecallInput) -> list:  # type: ignore[type-arg]
+        if "e1" in (f.last_event_id for f in self.features if f is not None):
+            gate.wait(10)
+        return compute(self)
+
+    RecallInput.compute = held  # type: ignore[method-assign]
+    try:
+        first = await pipeline.begin_interactions(_batch([("e1", "u", "a", 1.0)], 0))
+        # the first batch's lists are still being computed: the next batch gets applied
+        second = asyncio.create_task(
+            pipeline.begin_interactions(_batch([("e2", "u", "b", 2.0)], 1)))
+        while (await store.counters())["applied"] < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        # depth 1: the second batch waits for the first's lists; depth 2: it is read and
+        # computing, but publishes only after the first
+        overlapped = not sink.lists and second.done() == (depth > 1)
+        gate.set()
+        await first
+        await (await second)
+    finally:
+        RecallInput.compute = compute  # type: ignore[method-assign]
+        await client.aclose()
+    return sink.lists, overlapped
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_next_batch_applies_while_lists_compute(redis_server, depth: int) -> None:  # type: ignore[no-untyped-def]
+    lists, overlapped = asyncio.run(_staged(redis_server.url, depth))
+    assert overlapped  # e2 applied while e1's lists were held; nothing published yet
+    # in batch order, each from the state it names: e2 (applied meanwhile) not in the first
+    assert [r.last_event_id for r in lists] == ["e1", "e2"]
+    assert lists[0].items == ["a"] and "b" in lists[1].items  # b came with e2, after the read
+    assert all(r.user_id == "u" for r in lists)
+
+
+async def _failing(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    store = InMemoryUserStateStore()
+    engine = RecallEngine(store, PopularityBoard(client, prefix=f"sf{uuid.uuid4().hex[:6]}"))
+    sink = Collect()
+    pipeline = Pipeline(engine, sink, max_event_bytes=64 * 1024, max_future_s=86_400.0,
+                        depth=2)
+    compute = RecallInput.compute
+
+    def broken(self: RecallInput) -> list:  # type: ignore[type-arg]
+        raise RuntimeError("tower failed")
+
+    RecallInput.compute = broken  # type: ignore[method-assign]
+    try:
+        first = await pipeline.begin_interactions(_batch([("e1", "u", "a", 1.0)], 0))
+        second = await pipeline.begin_interactions(_batch([("e2", "u", "b", 2.0)], 1))
+        for done in (first, second):  # what acks each batch sees the failure: none acked
+            with pytest.raises(RuntimeError):
+                await done
+        with pytest.raises(RuntimeError):  # and the agent, once `depth` batches are out
+            await pipeline.begin_interactions(_batch([("e3", "u", "c", 3.0)], 2))
+        assert not sink.lists
+    finally:
+        RecallInput.compute = compute  # type: ignore[method-assign]
+        await client.aclose()
+
+
+def test_a_failed_batch_surfaces(redis_server) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(_failing(redis_server.url))
