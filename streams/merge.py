@@ -10,8 +10,9 @@ An item is credited to the channel that contributed most to its score.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 __all__ = ["MergeConfig", "Merged", "merge"]
 
@@ -47,28 +48,43 @@ def merge(lists: Sequence[tuple[str, Candidates]], *, k: int,
     for name, cands in lists:
         weight = config.weights.get(name, 1.0)
         for item, part in _contributions(cands, weight, config):
-            fused[item] = fused.get(item, 0.0) + part
-            if item not in credit or part > credit[item][0]:
+            before = fused.get(item)
+            if before is None:
+                fused[item] = part
                 credit[item] = (part, name)
+            else:
+                fused[item] = before + part
+                if part > credit[item][0]:
+                    credit[item] = (part, name)
+    # reverse=True keeps sort stability: the first seen still wins ties
+    order = sorted(fused, key=fused.__getitem__, reverse=True)
     chosen = _reserve(lists, k, config.quotas)
-    order = sorted(fused, key=lambda i: -fused[i])  # stable: first seen wins ties
-    for item in order:
-        if len(chosen) >= k:
-            break
-        chosen.setdefault(item, None)
-    final = sorted(chosen, key=lambda i: -fused[i])
+    if chosen:
+        for item in order:
+            if len(chosen) >= k:
+                break
+            chosen.setdefault(item, None)
+        final = sorted(chosen, key=fused.__getitem__, reverse=True)
+    else:  # no quotas: the best k, already in order
+        final = order[:k]
     return Merged(items=final, scores=[fused[i] for i in final],
                   channels=[credit[i][1] for i in final])
 
 
 def _contributions(cands: Candidates, weight: float, config: MergeConfig
-                   ) -> list[tuple[str, float]]:
+                   ) -> Iterable[tuple[str, float]]:
     if config.method == "rrf":
-        return [(item, weight / (config.rrf_k + rank))
-                for rank, (item, _) in enumerate(cands, start=1)]
+        return zip([item for item, _ in cands], _rrf_parts(weight, config.rrf_k, len(cands)),
+                   strict=True)
     best = max((s for _, s in cands), default=0.0)
     scale = weight / best if best > 0 else 0.0
     return [(item, s * scale) for item, s in cands]
+
+
+@lru_cache(maxsize=256)
+def _rrf_parts(weight: float, rrf_k: float, n: int) -> tuple[float, ...]:
+    """weight / (rrf_k + rank) for ranks 1..n (the same few lists every batch)."""
+    return tuple(weight / (rrf_k + rank) for rank in range(1, n + 1))
 
 
 def _reserve(lists: Sequence[tuple[str, Candidates]], k: int,

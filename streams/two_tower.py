@@ -122,15 +122,19 @@ class TwoTowerChannel:
         n = len(bundle.index)
         out: list[Candidates] = [[] for _ in range(len(vectors))]
         todo = list(range(len(vectors)))
-        fetch = min(n, k * 2 + 16)
+        blocking = exclude is not None and any(exclude[row] for row in todo)
+        fetch = min(n, k * 2 + 16 if blocking else k)  # room for what filters drop
         while todo:
             found = bundle.index.search(vectors[todo], fetch)
             short = []
             for row, ids, scores in zip(todo, found.ids.tolist(), found.scores.tolist(),
                                         strict=True):
                 excl = exclude[row] if exclude is not None else None
-                keep = [(i, float(s)) for i, s in zip(ids, scores, strict=True)
-                        if i and (excl is None or i not in excl)]
+                if excl:  # "" pads a row the index could not fill
+                    keep = [(i, s) for i, s in zip(ids, scores, strict=True)
+                            if i and i not in excl]
+                else:  # nothing blocked: no per-item test
+                    keep = [(i, s) for i, s in zip(ids[:k], scores[:k], strict=True) if i]
                 out[row] = keep[:k]
                 if len(keep) < k and fetch < n:
                     short.append(row)
