@@ -74,8 +74,15 @@ def main() -> None:
                     help="directory: sample the stacks of every child, summaries there")
     ap.add_argument("--variants", action="store_true",
                     help="also measure Faust / worker settings variants")
+    ap.add_argument("--latency-rates", default="",
+                    help="also measure latency at these rates (events/s, comma-separated)")
+    ap.add_argument("--latency-only", action="store_true",
+                    help="skip the throughput runs: latency at --latency-rates only")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = ap.parse_args()
+    args.rates = [float(r) for r in args.latency_rates.split(",") if r.strip()]
+    if args.latency_only and not args.rates:
+        ap.error("--latency-only needs --latency-rates")
     if args.quick:
         args.events, args.items, args.users, args.latency_s = 5_000, 5_000, 1_000, 5.0
     logging.basicConfig(level=logging.WARNING)
@@ -122,6 +129,11 @@ class Bench:
                                "partitions": PARTITIONS, "zipf": a.zipf,
                                "partition_sizes": events.partition_sizes().tolist(),
                                "produce_eps": round(produce_eps)}
+        if a.latency_only:
+            self.version = None if a.no_model else self.build_model()
+            out["index_backend"] = self.backend if self.version else ""
+            out["latency_by_rate"] = {f"{r:g}": self.latency(rate=r) for r in a.rates}
+            return out
         out["raw_aiokafka_eps"] = self.counting("raw_consumer_main", "raw", topic,
                                                 BENCH_PASSES=max(1, 500_000 // self.n))
         out["faust_noop_eps"] = self.counting("faust_noop_main", "faust", topic)
@@ -139,6 +151,8 @@ class Bench:
         out["two_workers"] = two
         out["scale_two_to_one"] = round(two["eps"] / one["eps"], 3)
         out.update(self.latency(rate=0.5 * one["eps"]))
+        if a.rates:
+            out["latency_by_rate"] = {f"{r:g}": self.latency(rate=r) for r in a.rates}
         if a.variants:
             out["variants"] = self.variants(topic, events)
         return out
@@ -358,8 +372,10 @@ def latencies(results: list[tuple[float, int, float]], events: h.Events, sent: n
     ms = np.array([d for _, d in per_event]) * 1000.0
     later = ms[np.array([j for j, _ in per_event]) >= len(events) // 2]
     worker = np.array([r[2] for r in results])
+    batches = len({r[0] for r in results})  # the lists of one batch share emitted_ts
     return {"latency_ms": pct(ms), "latency_second_half_ms": pct(later),
-            "latency_worker_ms": pct(worker), "latency_max_ms": round(float(ms.max()), 1)}
+            "latency_worker_ms": pct(worker), "latency_max_ms": round(float(ms.max()), 1),
+            "latency_users_per_batch": round(len(results) / max(batches, 1), 1)}
 
 
 def pct(x: np.ndarray) -> dict[str, float]:
