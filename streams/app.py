@@ -120,7 +120,8 @@ def create_app(settings: Settings, engine: RecallEngine, *, roles: Sequence[str]
              ("interactions", "context", "items", "checkpoints", "recalls", "dead_letter")}
     sink = KafkaSink(topic["recalls"], topic["dead_letter"])
     pipeline = Pipeline(engine, sink, max_event_bytes=settings.max_event_bytes,
-                        max_future_s=settings.max_future_s, depth=settings.pipeline_depth)
+                        max_future_s=settings.max_future_s, depth=settings.pipeline_depth,
+                        cache_embeddings=settings.embedding_ttl_s > 0)
     store = store or CheckpointStore(settings.checkpoint_dir())
     n, within = settings.batch_size, settings.batch_within_s
     if "recall" in roles:
@@ -263,10 +264,8 @@ def _web(app: faust.App, settings: Settings, pipeline: Pipeline) -> None:
                     or not 1 <= int(k) <= settings.top_k:
                 return self.json({"error": f"k must be an integer in 1..{settings.top_k}"},
                                  status=400)
-            if not 1 <= len(user_id) <= 256 or any(ord(c) < 32 or 127 <= ord(c) <= 159
-                                                   for c in user_id):
-                return self.json({"error": "user_id must be 1-256 printable characters"},
-                                 status=400)
+            if _bad_user_id(user_id):
+                return self.json({"error": _bad_user_id(user_id)}, status=400)
             stored = await engine.store.get_recall(user_id)
             live = engine.model.version if engine.model else ""
             if stored is None or stored.get("version") != live:  # none yet, or stale
@@ -278,6 +277,22 @@ def _web(app: faust.App, settings: Settings, pipeline: Pipeline) -> None:
             for key in ("items", "scores", "channels"):
                 out[key] = out[key][: int(k)]
             return self.json(out)
+
+    @app.page("/embedding/{user_id:[^/]+}")
+    class EmbeddingView(View):
+        async def get(self, request: Request, user_id: str) -> Response:
+            if _bad_user_id(user_id):
+                return self.json({"error": _bad_user_id(user_id)}, status=400)
+            live = engine.model.version if engine.model else ""
+            if not live:
+                return self.json({"error": "no model is live"}, status=404)
+            (vector,) = await engine.store.get_embeddings([user_id], version=live)
+            if vector is None:
+                return self.json({"error": f"no embedding of {user_id!r} under version "
+                                           f"{live} (no list computed since, or expired)"},
+                                 status=404)
+            return self.json({"user_id": user_id, "version": live,
+                              "vector": vector.astype(float).tolist()})
 
     @app.page("/healthz")
     class Health(View):
@@ -305,4 +320,12 @@ def _web(app: faust.App, settings: Settings, pipeline: Pipeline) -> None:
             return self.bytes(pipeline.metrics.render().encode(),
                               content_type="text/plain; version=0.0.4")
 
-    logger.debug("web views: %s", [RecallView, Health, Version, Metrics])
+    logger.debug("web views: %s", [RecallView, EmbeddingView, Health, Version, Metrics])
+
+
+def _bad_user_id(user_id: str) -> str:
+    """Why `user_id` is refused ("" when it is fine)."""
+    if not 1 <= len(user_id) <= 256 or any(ord(c) < 32 or 127 <= ord(c) <= 159
+                                           for c in user_id):
+        return "user_id must be 1-256 printable characters"
+    return ""

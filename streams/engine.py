@@ -18,6 +18,8 @@ import logging
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from streams.channels import Channel, RepeatChannel, RepeatConfig
 from streams.merge import MergeConfig
 from streams.popularity import PopularityBoard, RankedPopularity, regions_of
@@ -59,6 +61,7 @@ class UserRecall:
     recall: RecallList
     version: str
     features: UserFeatures | None  # provenance: the last applied event
+    embedding: np.ndarray | None = None  # the user tower's output the list was searched with
 
 
 class RecallEngine:
@@ -115,15 +118,16 @@ class RecallEngine:
             for region in regions_of(histories):
                 rankings[region] = await self.board.ranking(region, n=cfg.popularity_depth)
         popularity = RankedPopularity(rankings, region_weight=cfg.popularity_region_weight)
-        channels: list[Channel] = [model.channel, *model.extra] if model is not None else []
+        channels: list[Channel] = [*model.extra] if model is not None else []
         channels += [self.repeat, *self.extra_channels, popularity]
         if cfg.returning is not None:
             channels.append(ReturningPopularity(popularity, cfg.returning))
-        recaller = Recaller(channels=channels, fallback=popularity, merge=cfg.merge,
-                            filters=Filters(seen=cfg.seen_filter, deny=cfg.deny, allow=cfg.allow))
-        return RecallInput(recaller=recaller, users=list(users), histories=histories,
-                           features=features, seen=seen, unavailable=unavailable,
-                           k=cfg.top_k, now=now,
+        return RecallInput(tower=model.channel if model is not None else None,
+                           channels=channels, fallback=popularity,
+                           merge=cfg.merge, filters=Filters(seen=cfg.seen_filter, deny=cfg.deny,
+                                                            allow=cfg.allow),
+                           users=list(users), histories=histories, features=features,
+                           seen=seen, unavailable=unavailable, k=cfg.top_k, now=now,
                            version=model.version if model is not None else "")
 
 
@@ -131,7 +135,11 @@ class RecallEngine:
 class RecallInput:
     """The state a batch's lists are computed from, read in one go (`RecallEngine.read`)."""
 
-    recaller: Recaller
+    tower: Channel | None  # the live model's two-tower channel
+    channels: list[Channel]  # the others, in fusion order after the tower
+    fallback: Channel
+    merge: MergeConfig
+    filters: Filters
     users: list[str]
     histories: list[UserHistory | None]
     features: list[UserFeatures | None]
@@ -142,11 +150,23 @@ class RecallInput:
     version: str
 
     def compute(self) -> list[UserRecall]:
-        """The merged lists (no I/O: safe to run in a worker thread)."""
-        lists = self.recaller.rank(self.users, self.histories, self.seen, k=self.k,
-                                   now=self.now, unavailable=self.unavailable)
-        return [UserRecall(r, self.version, f)
-                for r, f in zip(lists, self.features, strict=True)]
+        """The merged lists and the users' embeddings (no I/O: runs in a worker thread)."""
+        tower, batch = self.tower, None
+        if tower is not None and hasattr(tower, "embed"):  # embedded once, kept for the cache
+            from streams.two_tower import BatchEmbeddings  # torch only with a model
+
+            tower = batch = BatchEmbeddings(tower, self.histories)  # type: ignore[arg-type]
+        channels = ([tower] if tower is not None else []) + self.channels
+        recaller = Recaller(channels=channels, fallback=self.fallback, merge=self.merge,
+                            filters=self.filters)
+        lists = recaller.rank(self.users, self.histories, self.seen, k=self.k, now=self.now,
+                              unavailable=self.unavailable)
+        vectors: list[np.ndarray | None] = [None] * len(self.users)
+        if batch is not None:
+            for n, j in enumerate(batch.rows):
+                vectors[j] = batch.vectors[n]
+        return [UserRecall(r, self.version, f, v)
+                for r, f, v in zip(lists, self.features, vectors, strict=True)]
 
 
 def repeat_config(half_life_s: float | None) -> RepeatConfig:

@@ -76,7 +76,8 @@ class Pipeline:
 
     def __init__(self, engine: RecallEngine, sink: Sink, *, max_event_bytes: int,
                  max_future_s: float, metrics: WorkerMetrics | None = None,
-                 clock: Callable[[], float] = time.time, depth: int = 2) -> None:
+                 clock: Callable[[], float] = time.time, depth: int = 2,
+                 cache_embeddings: bool = True) -> None:
         assert depth >= 1, "at least the batch being computed"
         self.engine = engine
         self.sink = sink
@@ -85,6 +86,7 @@ class Pipeline:
         self.metrics = metrics or WorkerMetrics()
         self.clock = clock
         self.depth = depth
+        self.cache_embeddings = cache_embeddings  # put each list's user embedding in the state
         self._inflight: deque[asyncio.Task[list[RecallResult]]] = deque()
 
     def _decode(self, messages: Sequence[Incoming], kind: str
@@ -204,14 +206,28 @@ class Pipeline:
         emitted = self.clock()
         results = [to_result(r, emitted=emitted, arrival=arrivals.get(r.recall.user_id))
                    for r in recalls]
-        await self._retry(lambda: self.engine.store.put_recalls(
-            {r.user_id: r.asdict() for r in results}), "store recall lists")
+        await self._retry(lambda: self._store(results, recalls, snapshot.version),
+                          "store recall lists")
         await self.sink.recalls(results)
         self.metrics.batch_users.observe(len(snapshot.users))
         self.metrics.recall_seconds.observe(time.perf_counter() - started)
         for r in results:
             self.metrics.latency_seconds.observe(r.latency_ms / 1000.0)
         return results
+
+
+    async def _store(self, results: list[RecallResult], recalls: list[UserRecall],
+                     version: str) -> None:
+        """The latest lists and, keyed by version, the embeddings they were searched with."""
+        store = self.engine.store
+        writes = [store.put_recalls({r.user_id: r.asdict() for r in results})]
+        cached = [r for r in recalls if r.embedding is not None] if self.cache_embeddings else []
+        if cached:
+            writes.append(store.put_embeddings(
+                [r.recall.user_id for r in cached],
+                np.stack([r.embedding for r in cached]),  # type: ignore[misc]
+                version=version))
+        await asyncio.gather(*writes)
 
 
 def _done() -> asyncio.Future[object]:

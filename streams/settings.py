@@ -46,6 +46,9 @@ class Settings:
     batch_within_s: float = 0.005  # ... or whatever arrived within this many seconds
     # interaction batches in flight: later ones are applied while earlier lists compute
     pipeline_depth: int = 2
+    # each list's user embedding is kept in Redis under (user, model version) this long,
+    # for `GET /embedding/<user>` and rankers downstream; 0 keeps none
+    embedding_ttl_s: float = 86_400.0
     profile: str = "retail"  # recall recipe: "retail" (repeat purchases) or "films"
     half_life_s: float = 0.0  # recency half-life of the repeat channel; 0 = the profile's
     popularity_half_life_s: float = 0.0  # decay of live popularity; 0 = the profile's
@@ -103,6 +106,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         raise SettingsError(f"NEARLINE_PROFILE={settings.profile!r}: use retail or films")
     if settings.partitions < 1:
         raise SettingsError("NEARLINE_PARTITIONS must be at least 1")
+    if settings.embedding_ttl_s < 0:
+        raise SettingsError("NEARLINE_EMBEDDING_TTL_S must be 0 (no cache) or positive")
     if settings.pipeline_depth < 1:
         raise SettingsError("NEARLINE_PIPELINE_DEPTH must be at least 1")
     if not settings.kafka_url or not settings.redis_url:

@@ -31,7 +31,7 @@ from towers.sequence import UserHistory
 if TYPE_CHECKING:  # serving never imports the training code
     from towers.train import TrainResult
 
-__all__ = ["TowerBundle", "TwoTowerChannel"]
+__all__ = ["BatchEmbeddings", "TowerBundle", "TwoTowerChannel"]
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +151,46 @@ class TwoTowerChannel:
         vectors = self.embed([histories[j] for j in rows], bundle=bundle)  # type: ignore[misc]
         found = self.search(vectors, k=k, bundle=bundle,
                             exclude=[exclude[j] for j in rows] if exclude is not None else None)
+        for j, cands in zip(rows, found, strict=True):
+            out[j] = cands
+        return out
+
+
+class BatchEmbeddings:
+    """The two-tower channel over one batch's user embeddings, computed once.
+
+    A batch's lists and the embeddings the worker caches must be the same vectors: this
+    channel embeds the batch's users up front (`vectors`) and answers `candidates` for
+    those same history objects by searching them, all with one bundle.
+    """
+
+    def __init__(self, channel: TwoTowerChannel, histories: Sequence[UserHistory | None],
+                 *, now: float | None = None) -> None:
+        self.name = channel.name
+        self.channel = channel
+        self.bundle = channel.bundle  # one version for the embedding and the search
+        self.rows = [j for j, h in enumerate(histories) if h is not None and len(h)]
+        self._row_of = {id(histories[j]): n for n, j in enumerate(self.rows)}
+        self.vectors = (channel.embed([histories[j] for j in self.rows],  # type: ignore[misc]
+                                      now=now, bundle=self.bundle)
+                        if self.rows else np.zeros((0, self.bundle.index.dim), np.float32))
+
+    def fit(self, dataset: object, history: object) -> None:
+        return None
+
+    def observe(self, events: object) -> None:
+        return None
+
+    def candidates(self, histories: Sequence[UserHistory | None], *, k: int, now: float,
+                   exclude: Sequence[Container[str]] | None = None) -> list[Candidates]:
+        out: list[Candidates] = [[] for _ in histories]
+        rows = [j for j, h in enumerate(histories) if h is not None and len(h)]
+        if not rows:
+            return out
+        mine = [self._row_of[id(histories[j])] for j in rows]  # KeyError: not this batch
+        found = self.channel.search(self.vectors[mine], k=k, bundle=self.bundle,
+                                    exclude=[exclude[j] for j in rows]
+                                    if exclude is not None else None)
         for j, cands in zip(rows, found, strict=True):
             out[j] = cands
         return out

@@ -47,7 +47,9 @@ def popularity_half_life(settings: Settings) -> float | None:
 
 def build_engine(settings: Settings, *, model: LiveModel | None = None) -> RecallEngine:
     """The engine over Redis (or `memory://`) state and the shared popularity board."""
-    store = open_state_store(settings.redis_url, config=StateConfig(prefix=settings.state_prefix))
+    config = StateConfig(prefix=settings.state_prefix,
+                         embedding_ttl_s=settings.embedding_ttl_s or StateConfig.embedding_ttl_s)
+    store = open_state_store(settings.redis_url, config=config)
     client = aioredis.Redis.from_url(settings.redis_url)
     board = PopularityBoard(client, prefix=settings.state_prefix,
                             half_life_s=popularity_half_life(settings))

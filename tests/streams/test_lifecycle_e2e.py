@@ -109,6 +109,12 @@ def test_publish_swap_reject_and_restart(broker, redis_server, tmp_path) -> None
         assert not (store_root / "PWNED").exists()
         status, body = get_json(f"{workers[0].web}/recall/u1?k=5")
         assert status == 200 and body["version"] == "lc-b"
+        # every list's user embedding is cached under its version, whichever worker made it
+        for user in ("u1", "u2"):
+            status, body = get_json(f"{workers[0].web}/embedding/{user}")
+            assert status == 200 and body["version"] == "lc-b", body
+            assert abs(sum(x * x for x in body["vector"]) - 1.0) < 1e-4  # L2-normalised
+        assert get_json(f"{workers[0].web}/embedding/nobody")[0] == 404
 
         workers[1].stop()
         workers[1].start()

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
+import redis.asyncio as aioredis
 import torch
 
 from index import IndexFileError, save_index
+from streams.engine import LiveModel, RecallEngine
+from streams.pipeline import Incoming, Pipeline
+from streams.popularity import PopularityBoard
+from streams.records import RecallResult
+from streams.state_memory import InMemoryUserStateStore
 from streams.systems import evaluation_systems, nearline_system, two_tower_system
-from streams.two_tower import TowerBundle, TwoTowerChannel
+from streams.two_tower import BatchEmbeddings, TowerBundle, TwoTowerChannel
 from towers.checkpoint import save_checkpoint
 from towers.data import Dataset, temporal_split
 from towers.datasets import load_dataset
@@ -133,3 +142,69 @@ def test_evaluation_systems_add_the_towers_when_given_a_bundle(market, bundles) 
         system.fit(market, history)
         lists = system.recall(users, k=40, now=float(history.ts.max()))
         assert all(len(x) == 40 and len(set(x)) == 40 for x in lists), system.name
+
+
+def test_batch_embeddings_answer_as_the_channel_does(bundles, histories) -> None:  # type: ignore[no-untyped-def]
+    channel = TwoTowerChannel(bundles[0])
+    batch = BatchEmbeddings(channel, [None, *histories])
+    assert batch.rows == list(range(1, len(histories) + 1))
+    # float sums may differ in the last bits with the batch's size: compare to 1e-6
+    np.testing.assert_allclose(batch.vectors, channel.embed(histories), atol=1e-6)
+    # any subset of the batch's histories, in any order, as the recaller asks for them
+    subset = [histories[3], None, histories[0]]
+    got = batch.candidates(subset, k=20, now=0.0, exclude=[set(), set(), {"x"}])
+    want = channel.candidates(subset, k=20, now=0.0, exclude=[set(), set(), {"x"}])
+    assert [_ids(c) for c in got] == [_ids(c) for c in want] and got[1] == []
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose([s for _, s in a], [s for _, s in b], atol=1e-5)
+    with pytest.raises(KeyError):  # not one of its histories: never embedded silently
+        batch.candidates([UserHistory("someone", items=["a"], ts=[1.0], quantity=[1.0],
+                                      kind=["view"])], k=5, now=0.0)
+
+
+async def _through_pipeline(redis_url: str, bundle: TowerBundle,
+                            histories: list[UserHistory]) -> tuple[list, list]:  # type: ignore[type-arg]
+    client = aioredis.Redis.from_url(redis_url)
+    store = InMemoryUserStateStore()
+    engine = RecallEngine(store, PopularityBoard(client, prefix=f"tt{uuid.uuid4().hex[:6]}"),
+                          model=LiveModel(version=bundle.version,
+                                          channel=TwoTowerChannel(bundle)))
+    published: list[RecallResult] = []
+
+    class Sink:
+        async def recalls(self, results: list[RecallResult]) -> None:
+            published.extend(results)
+
+        async def dead_letters(self, letters: list[object]) -> None:
+            assert not letters
+
+    pipeline = Pipeline(engine, Sink(), max_event_bytes=1 << 16, max_future_s=1e9)
+    messages = [Incoming(orjson.dumps({"event_id": f"{h.user_id}-{n}", "user_id": h.user_id,
+                                       "item_id": item, "ts": ts, "type": "purchase",
+                                       "quantity": 1.0}), "interactions", 0, n, 0.0)
+                for h in histories[:4]
+                for n, (item, ts) in enumerate(zip(h.items[-5:], h.ts[-5:], strict=True))]
+    try:
+        await pipeline.on_interactions(messages)
+        users = [h.user_id for h in histories[:4]]
+        cached = await store.get_embeddings(users, version=bundle.version)
+        stored = await store.histories(users)
+        other = await store.get_embeddings(users, version="another")
+    finally:
+        await client.aclose()
+    assert other == [None] * 4  # keyed by version
+    return cached, [published, stored]
+
+
+def test_the_pipeline_caches_the_embeddings_it_searched_with(redis_server, bundles,  # type: ignore[no-untyped-def]
+                                                              histories) -> None:
+    cached, (published, stored) = asyncio.run(
+        _through_pipeline(redis_server.url, bundles[0], histories))
+    channel = TwoTowerChannel(bundles[0])
+    for vector, history, result in zip(cached, stored, published, strict=True):
+        np.testing.assert_allclose(vector, channel.embed([history])[0], atol=1e-6)
+        # the list was searched with that vector: its two-tower items are that search's
+        searched = _ids(channel.search(vector[None, :], k=100)[0])
+        mine = [i for i, c in zip(result.items, result.channels, strict=True)
+                if c == "two_tower"]
+        assert mine and set(mine) <= set(searched)
