@@ -215,7 +215,6 @@ class Pipeline:
             self.metrics.latency_seconds.observe(r.latency_ms / 1000.0)
         return results
 
-
     async def _store(self, results: list[RecallResult], recalls: list[UserRecall],
                      version: str) -> None:
         """The latest lists and, keyed by version, the embeddings they were searched with."""
