@@ -202,7 +202,10 @@ def train(dataset: Dataset, *, features: FeatureSettings | None = None,
     final = first
     if config.refit and first.best_epoch > 0:
         rows = np.concatenate([split.train, split.valid])
-        final = _fit(dataset, rows, None, first.best_epoch, features, tower or {}, config)
+        # the selected run's own learning-rate curve (its first best_epoch epochs of a
+        # config.epochs schedule), not one squeezed into best_epoch epochs
+        final = _fit(dataset, rows, None, first.best_epoch, features, tower or {}, config,
+                     schedule_epochs=config.epochs)
         metrics["refit"] = {"epochs": first.best_epoch, "examples": final.examples,
                             "seconds": final.seconds}
     logger.info("trained %s: best epoch %s, %s", dataset.name, first.best_epoch,
@@ -212,7 +215,8 @@ def train(dataset: Dataset, *, features: FeatureSettings | None = None,
 
 
 def _fit(dataset: Dataset, rows: np.ndarray, valid_rows: np.ndarray | None, epochs: int,
-         features: FeatureSettings, tower: dict[str, object], cfg: TrainConfig) -> _Fit:
+         features: FeatureSettings, tower: dict[str, object], cfg: TrainConfig, *,
+         schedule_epochs: int | None = None) -> _Fit:
     _set_seed(cfg.seed)
     started = time.perf_counter()
     log = dataset.interactions
@@ -241,7 +245,8 @@ def _fit(dataset: Dataset, rows: np.ndarray, valid_rows: np.ndarray | None, epoc
         total_loss = 0.0
         for step in bar:
             for group in opt.param_groups:
-                group["lr"] = _lr_at(epoch * steps + step, epochs * steps, cfg)
+                group["lr"] = _lr_at(epoch * steps + step, (schedule_epochs or epochs) * steps,
+                                     cfg)
             rows_b = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             if full:
                 loss = _full_loss(model, objective, spec, examples, rows_b, item_batch,
