@@ -3,6 +3,7 @@
     python -m bench.throughput [--events 50000] [--items 100000] [--users 10000]
                                [--json PATH] [--quick] [--index-backend auto|ivf|...]
                                [--profile DIR] [--variants]
+                               [--latency-rates 100,400 [--latency-only]]
 
 One run, one embedded broker and Redis. The interactions (Zipf users and items, keyed by
 user, 4 partitions) are produced once, before any consumer starts; then, one at a time,
@@ -19,6 +20,9 @@ Rates run from the first consumed event (first published list) to the last, coun
 child (from the lists' `last_event_id`), never from end offsets. Latency: one worker,
 events produced live at half the measured pipeline rate; per event, send -> the first list
 of its user that includes it, and the worker's own `latency_ms` per list.
+
+--latency-rates adds the latency run at each given rate (events/s), with the users per
+batch it saw; --latency-only skips the throughput runs.
 
 --profile DIR samples every child's stacks (bench._harness.StackSampler) while it consumes
 and writes one summary per system there. --variants repeats the no-op agent and the
