@@ -143,17 +143,8 @@ class TwoTowerChannel:
 
     def candidates(self, histories: Sequence[UserHistory | None], *, k: int, now: float,
                    exclude: Sequence[Container[str]] | None = None) -> list[Candidates]:
-        bundle = self.bundle  # one version for the embedding and the search
-        rows = [j for j, h in enumerate(histories) if h is not None and len(h)]
-        out: list[Candidates] = [[] for _ in histories]
-        if not rows:
-            return out
-        vectors = self.embed([histories[j] for j in rows], bundle=bundle)  # type: ignore[misc]
-        found = self.search(vectors, k=k, bundle=bundle,
-                            exclude=[exclude[j] for j in rows] if exclude is not None else None)
-        for j, cands in zip(rows, found, strict=True):
-            out[j] = cands
-        return out
+        return BatchEmbeddings(self, histories).candidates(histories, k=k, now=now,
+                                                           exclude=exclude)
 
 
 class BatchEmbeddings:
@@ -161,18 +152,19 @@ class BatchEmbeddings:
 
     A batch's lists and the embeddings the worker caches must be the same vectors: this
     channel embeds the batch's users up front (`vectors`) and answers `candidates` for
-    those same history objects by searching them, all with one bundle.
+    those same history objects by searching them, all with one bundle. The channel's own
+    `candidates` is this with a fresh batch.
     """
 
-    def __init__(self, channel: TwoTowerChannel, histories: Sequence[UserHistory | None],
-                 *, now: float | None = None) -> None:
+    def __init__(self, channel: TwoTowerChannel,
+                 histories: Sequence[UserHistory | None]) -> None:
         self.name = channel.name
         self.channel = channel
         self.bundle = channel.bundle  # one version for the embedding and the search
         self.rows = [j for j, h in enumerate(histories) if h is not None and len(h)]
         self._row_of = {id(histories[j]): n for n, j in enumerate(self.rows)}
         self.vectors = (channel.embed([histories[j] for j in self.rows],  # type: ignore[misc]
-                                      now=now, bundle=self.bundle)
+                                      bundle=self.bundle)
                         if self.rows else np.zeros((0, self.bundle.index.dim), np.float32))
 
     def fit(self, dataset: object, history: object) -> None:
