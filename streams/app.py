@@ -264,8 +264,8 @@ def _web(app: faust.App, settings: Settings, pipeline: Pipeline) -> None:
                     or not 1 <= int(k) <= settings.top_k:
                 return self.json({"error": f"k must be an integer in 1..{settings.top_k}"},
                                  status=400)
-            if _bad_user_id(user_id):
-                return self.json({"error": _bad_user_id(user_id)}, status=400)
+            if why := _bad_user_id(user_id):
+                return self.json({"error": why}, status=400)
             stored = await engine.store.get_recall(user_id)
             live = engine.model.version if engine.model else ""
             if stored is None or stored.get("version") != live:  # none yet, or stale
@@ -281,8 +281,8 @@ def _web(app: faust.App, settings: Settings, pipeline: Pipeline) -> None:
     @app.page("/embedding/{user_id:[^/]+}")
     class EmbeddingView(View):
         async def get(self, request: Request, user_id: str) -> Response:
-            if _bad_user_id(user_id):
-                return self.json({"error": _bad_user_id(user_id)}, status=400)
+            if why := _bad_user_id(user_id):
+                return self.json({"error": why}, status=400)
             live = engine.model.version if engine.model else ""
             if not live:
                 return self.json({"error": "no model is live"}, status=404)
