@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,21 +13,9 @@ import redis.asyncio as aioredis
 from streams.engine import RecallEngine
 from streams.pipeline import Incoming, Pipeline
 from streams.popularity import PopularityBoard
-from streams.records import DeadLetter, RecallResult
 from streams.state_memory import InMemoryUserStateStore
 from tests.reliability.conftest import STREAM, parse_metrics
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.lists: list[RecallResult] = []
-        self.letters: list[DeadLetter] = []
-
-    async def recalls(self, results: Sequence[RecallResult]) -> None:
-        self.lists.extend(results)
-
-    async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        self.letters.extend(letters)
+from tests.streams.harness import CollectingSink
 
 
 async def _deliver_twice(redis_url: str, kind: str) -> tuple[dict[str, Any], ...]:
@@ -37,7 +24,7 @@ async def _deliver_twice(redis_url: str, kind: str) -> tuple[dict[str, Any], ...
     batch = [Incoming(m.value, topic=kind, partition=0, offset=i, arrival=0.0)
              for i, m in enumerate(good + bad)]
     client = aioredis.Redis.from_url(redis_url)
-    store, sink = InMemoryUserStateStore(), Collect()
+    store, sink = InMemoryUserStateStore(), CollectingSink()
     engine = RecallEngine(store, PopularityBoard(client, prefix=f"acc{uuid.uuid4().hex[:6]}"))
     pipeline = Pipeline(engine, sink, max_event_bytes=64 * 1024, max_future_s=86_400.0)
     handle = {"interactions": pipeline.on_interactions, "context": pipeline.on_context,

@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.embedded import free_port
+from streams.records import DeadLetter, RecallResult
 
 REPO = Path(__file__).resolve().parents[2]
 TOPICS = ("interactions", "context", "items", "checkpoints", "recalls", "dead_letter")
@@ -113,3 +114,17 @@ def consume(broker_url: str, topic: str, *, partitions: int, done: Callable[[lis
     finally:
         consumer.close()
     return records
+
+
+class CollectingSink:
+    """A pipeline sink that keeps what it is given (lists and dead letters) in memory."""
+
+    def __init__(self) -> None:
+        self.lists: list[RecallResult] = []
+        self.letters: list[DeadLetter] = []
+
+    async def recalls(self, results: Sequence[RecallResult]) -> None:
+        self.lists.extend(results)
+
+    async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        self.letters.extend(letters)

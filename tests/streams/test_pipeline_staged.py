@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Sequence
 
 import orjson
 import pytest
@@ -18,19 +17,9 @@ import redis.asyncio as aioredis
 from streams.engine import RecallEngine, RecallInput
 from streams.pipeline import Incoming, Pipeline
 from streams.popularity import PopularityBoard
-from streams.records import DeadLetter, RecallResult
+from streams.records import RecallResult
 from streams.state_memory import InMemoryUserStateStore
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.lists: list[RecallResult] = []
-
-    async def recalls(self, results: Sequence[RecallResult]) -> None:
-        self.lists.extend(results)
-
-    async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        assert not letters
+from tests.streams.harness import CollectingSink
 
 
 def _batch(events: list[tuple[str, str, str, float]], offset: int) -> list[Incoming]:
@@ -42,7 +31,7 @@ def _batch(events: list[tuple[str, str, str, float]], offset: int) -> list[Incom
 
 async def _staged(redis_url: str, depth: int) -> tuple[list[RecallResult], bool]:
     client = aioredis.Redis.from_url(redis_url)
-    store, sink = InMemoryUserStateStore(), Collect()
+    store, sink = InMemoryUserStateStore(), CollectingSink()
     engine = RecallEngine(store, PopularityBoard(client, prefix=f"st{uuid.uuid4().hex[:6]}"))
     pipeline = Pipeline(engine, sink, max_event_bytes=64 * 1024, max_future_s=86_400.0,
                         depth=depth)
@@ -72,6 +61,7 @@ async def _staged(redis_url: str, depth: int) -> tuple[list[RecallResult], bool]
     finally:
         RecallInput.compute = compute  # type: ignore[method-assign]
         await client.aclose()
+    assert not sink.letters
     return sink.lists, overlapped
 
 
@@ -89,7 +79,7 @@ async def _failing(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
     store = InMemoryUserStateStore()
     engine = RecallEngine(store, PopularityBoard(client, prefix=f"sf{uuid.uuid4().hex[:6]}"))
-    sink = Collect()
+    sink = CollectingSink()
     pipeline = Pipeline(engine, sink, max_event_bytes=64 * 1024, max_future_s=86_400.0,
                         depth=2)
     compute = RecallInput.compute
@@ -106,7 +96,7 @@ async def _failing(redis_url: str) -> None:
                 await done
         with pytest.raises(RuntimeError):  # and the agent, once `depth` batches are out
             await pipeline.begin_interactions(_batch([("e3", "u", "c", 3.0)], 2))
-        assert not sink.lists
+        assert not sink.lists and not sink.letters
     finally:
         RecallInput.compute = compute  # type: ignore[method-assign]
         await client.aclose()

@@ -17,10 +17,10 @@ from index import IndexFileError, save_index
 from streams.engine import LiveModel, RecallEngine
 from streams.pipeline import Incoming, Pipeline
 from streams.popularity import PopularityBoard
-from streams.records import RecallResult
 from streams.state_memory import InMemoryUserStateStore
 from streams.systems import evaluation_systems, nearline_system, two_tower_system
 from streams.two_tower import BatchEmbeddings, TowerBundle, TwoTowerChannel
+from tests.streams.harness import CollectingSink
 from towers.checkpoint import save_checkpoint
 from towers.data import Dataset, temporal_split
 from towers.datasets import load_dataset
@@ -169,16 +169,8 @@ async def _through_pipeline(redis_url: str, bundle: TowerBundle,
     engine = RecallEngine(store, PopularityBoard(client, prefix=f"tt{uuid.uuid4().hex[:6]}"),
                           model=LiveModel(version=bundle.version,
                                           channel=TwoTowerChannel(bundle)))
-    published: list[RecallResult] = []
-
-    class Sink:
-        async def recalls(self, results: list[RecallResult]) -> None:
-            published.extend(results)
-
-        async def dead_letters(self, letters: list[object]) -> None:
-            assert not letters
-
-    pipeline = Pipeline(engine, Sink(), max_event_bytes=1 << 16, max_future_s=1e9)
+    sink = CollectingSink()
+    pipeline = Pipeline(engine, sink, max_event_bytes=1 << 16, max_future_s=1e9)
     messages = [Incoming(orjson.dumps({"event_id": f"{h.user_id}-{n}", "user_id": h.user_id,
                                        "item_id": item, "ts": ts, "type": "purchase",
                                        "quantity": 1.0}), "interactions", 0, n, 0.0)
@@ -193,7 +185,8 @@ async def _through_pipeline(redis_url: str, bundle: TowerBundle,
     finally:
         await client.aclose()
     assert other == [None] * 4  # keyed by version
-    return cached, [published, stored]
+    assert not sink.letters
+    return cached, [sink.lists, stored]
 
 
 def test_the_pipeline_caches_the_embeddings_it_searched_with(redis_server, bundles,  # type: ignore[no-untyped-def]
