@@ -1,6 +1,7 @@
 """Model swap under load: announcement -> live on every worker, with recall flowing.
 
-    python -m bench.swap [--items 100000] [--workers 2] [--rate 200] [--json PATH]
+    python -m bench.swap [--items 100000] [--workers 2] [--rate 200] [--index-backend auto]
+                         [--prebuilt] [--json PATH]
 
 Starts an embedded broker and Redis, an index agent and N recall workers on version A,
 streams interactions at a steady rate, publishes version B, and measures: seconds from
@@ -29,6 +30,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench._harness import wait_for
 from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
+from index import IndexConfig
 from streams.checkpoint_store import CheckpointStore
 from streams.cli_models import announce
 from streams.embedded import EmbeddedBroker, EmbeddedRedis, free_port
@@ -51,6 +53,8 @@ def main() -> None:
     ap.add_argument("--prebuilt", action="store_true",
                     help="build B's index before announcing it (measures the workers' load "
                          "and swap alone)")
+    ap.add_argument("--index-backend", default="auto", choices=("auto", "exact", "ivf", "hnsw"),
+                    help="the index both versions are built with (NEARLINE_INDEX_BACKEND)")
     ap.add_argument("--loglevel", default="warning", help="the workers' log level")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -61,7 +65,8 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         settings = Settings(kafka_url=broker.url, redis_url=redis_server.url, home=str(work),
-                            partitions=4, checkpoint_store=str(work / "store"))
+                            partitions=4, checkpoint_store=str(work / "store"),
+                            index_backend=args.index_backend)
         out = run(settings, args, work, procs)
     finally:
         for p in procs:
@@ -157,6 +162,7 @@ def summarise(results: list[dict[str, Any]], version_a: str, version_b: str,
     return {"swap_s": round(t_live - t_announce, 2), "errors": errors,
             "mixed_version_results": mixed, "p99_ratio": round(p99_during / p99_steady, 3),
             "workers": args.workers, "items": args.items, "prebuilt": args.prebuilt,
+            "index_backend": args.index_backend,
             "rate_eps": args.rate,
             "results": len(results), "results_a": sum(r["version"] == version_a
                                                       for r in results),
@@ -174,8 +180,8 @@ async def _build(settings: Settings, store: CheckpointStore, version: str, *,
                  make_live: bool = True) -> None:
     state = open_state_store(settings.redis_url, config=StateConfig(prefix=settings.state_prefix))
     try:
-        assert await IndexBuilder(store, state).build(version, make_live=make_live), \
-            store.rejection(version)
+        builder = IndexBuilder(store, state, config=IndexConfig(backend=settings.index_backend))
+        assert await builder.build(version, make_live=make_live), store.rejection(version)
     finally:
         await state.close()
 

@@ -20,6 +20,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from index import IndexConfig
 from streams.checkpoint_store import CheckpointStore
 from streams.engine import LiveModel, RecallEngine
 from streams.errors import EventError, ServiceError, SettingsError
@@ -131,7 +132,8 @@ def create_app(settings: Settings, engine: RecallEngine, *, roles: Sequence[str]
             _batched_agent(app, topic[name], handle, n, within, name=f"{name}_agent")
         _watch_live_version(app, pipeline, store)
     if "index" in roles:
-        _index_agent(app, topic["checkpoints"], pipeline, store)
+        _index_agent(app, topic["checkpoints"], pipeline, store,
+                     IndexConfig(backend=settings.index_backend))
     _lag_gauge(app, pipeline)
     _web(app, settings, pipeline)
 
@@ -185,9 +187,10 @@ def _watch_live_version(app: faust.App, pipeline: Pipeline, store: CheckpointSto
 
 
 def _index_agent(app: faust.App, topic: faust.TopicT, pipeline: Pipeline,
-                 store: CheckpointStore) -> None:
+                 store: CheckpointStore, config: IndexConfig) -> None:
     builder = IndexBuilder(store, pipeline.engine.store,
-                           on_rejected=lambda v, r: pipeline.metrics.rejected.inc())
+                           on_rejected=lambda v, r: pipeline.metrics.rejected.inc(),
+                           config=config)
 
     async def index_agent(stream: faust.StreamT) -> None:
         async for event in stream.noack().events():

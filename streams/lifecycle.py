@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from index import IndexFileError, IndexInputError, save_index
+from index import IndexConfig, IndexFileError, IndexInputError, save_index
 from streams.channels import Channel
 from streams.checkpoint_store import CheckpointStore
 from streams.engine import LiveModel, RecallEngine
@@ -91,6 +91,7 @@ class IndexBuilder:
     store: CheckpointStore
     state: UserStateStore
     on_rejected: Callable[[str, str], None] = field(default=lambda version, reason: None)
+    config: IndexConfig | None = None  # how the index is built (None: IndexConfig())
 
     async def build(self, version: str, *, make_live: bool = True) -> bool:
         """True when `version` is ready (built now or before); False when rejected."""
@@ -119,7 +120,8 @@ class IndexBuilder:
         from streams.two_tower import TowerBundle
 
         started = time.perf_counter()
-        bundle = TowerBundle.from_checkpoint(self.store.checkpoint_dir(version))
+        bundle = TowerBundle.from_checkpoint(self.store.checkpoint_dir(version),
+                                             config=self.config)
         live_model(bundle, self.store.checkpoint_dir(version))  # every artefact must load
         save_index(bundle.index, self.store.index_dir(version))
         self.store.mark_ready(version)

@@ -62,6 +62,9 @@ class Settings:
     # an index-only worker (`--agents index`) runs this much nicer than the recall
     # workers: its builds yield the CPU to recall on a shared host (0 = same priority)
     index_nice: int = 10
+    # the item index the index agent builds: "auto" (exact up to 100,000 items, IVF above),
+    # "exact", "ivf" or "hnsw" (index/config.py)
+    index_backend: str = "auto"
     fetch_max_wait_ms: int = 10  # consumer long-poll; the embedded broker holds it in full
     rebalance_timeout_s: float = 3.0  # the embedded broker waits this long on every join
     kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
@@ -104,6 +107,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     settings = replace(Settings(**values), topics=TopicNames(**topics), **overrides)
     if settings.profile not in ("retail", "films"):
         raise SettingsError(f"NEARLINE_PROFILE={settings.profile!r}: use retail or films")
+    if settings.index_backend not in ("auto", "exact", "ivf", "hnsw"):
+        raise SettingsError(f"NEARLINE_INDEX_BACKEND={settings.index_backend!r}: use auto, "
+                            "exact, ivf or hnsw")
     if settings.partitions < 1:
         raise SettingsError("NEARLINE_PARTITIONS must be at least 1")
     if settings.embedding_ttl_s < 0:

@@ -21,10 +21,13 @@ import orjson
 import pytest
 
 from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
+from index import IndexConfig, load_index
 from index.store import sha256_file
 from streams.checkpoint_store import CheckpointStore
 from streams.engine import RecallEngine
+from streams.errors import SettingsError
 from streams.lifecycle import IndexBuilder, LiveVersionWatcher, load_live_model
+from streams.settings import load_settings
 from streams.state_memory import InMemoryUserStateStore
 from towers.checkpoint import _sha256
 
@@ -138,6 +141,25 @@ def test_index_builder_rejects_a_damaged_checkpoint(live: Live, source: Path, ho
     assert live.live_version() == GOOD
     assert asyncio.run(live.watcher.check()) is False and live.engine.model.version == GOOD
     assert not Marker.path.exists()
+
+
+def test_index_builder_builds_the_configured_backend(source: Path, tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path / "store")
+    state = InMemoryUserStateStore()
+    builder = IndexBuilder(store, state, config=IndexConfig(backend="hnsw"))
+    assert store.publish(source) == GOOD
+    assert asyncio.run(builder.build(GOOD))
+    assert load_index(store.index_dir(GOOD)).backend == "hnsw"
+    assert asyncio.run(state.live_version()) == GOOD
+    assert load_live_model(store, GOOD) is not None  # the workers load what it built
+
+
+def test_settings_reject_an_unknown_index_backend() -> None:
+    with pytest.raises(SettingsError, match="NEARLINE_INDEX_BACKEND='annoy'"):
+        load_settings(env={"NEARLINE_INDEX_BACKEND": "annoy", "NEARLINE_KAFKA_URL": "k:1",
+                           "NEARLINE_REDIS_URL": "redis://r:1"})
+    assert load_settings(env={"NEARLINE_INDEX_BACKEND": "ivf", "NEARLINE_KAFKA_URL": "k:1",
+                              "NEARLINE_REDIS_URL": "redis://r:1"}).index_backend == "ivf"
 
 
 def test_index_builder_rejects_an_announced_path_traversal(live: Live) -> None:
