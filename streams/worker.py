@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Sequence
@@ -76,6 +77,11 @@ def run_worker(settings: Settings, *, roles: Sequence[str] = ROLES,
     torch.set_num_threads(max(1, settings.torch_threads))
     if "recall" not in roles and settings.index_nice > 0:
         os.nice(settings.index_nice)  # background builds: recall latency comes first
+    if "index" in roles:
+        # loading a checkpoint builds its model on the meta device, which imports
+        # torch._dynamo the first time (about 1 s of CPU): pay it now, not during the first
+        # build, while the recall workers are serving
+        importlib.import_module("torch._dynamo")
     ensure_topics(settings)
     store = CheckpointStore(settings.checkpoint_dir())
     model = load_live_model(store, live_version_now(settings)) if "recall" in roles else None
