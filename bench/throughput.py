@@ -25,9 +25,10 @@ of its user that includes it, and the worker's own `latency_ms` per list.
 batch it saw; --latency-only skips the throughput runs.
 
 --profile DIR samples every child's stacks (bench._harness.StackSampler) while it consumes
-and writes one summary per system there. --variants repeats the no-op agent and the
-pipeline with the changes in VARIANTS (Faust and NEARLINE_* settings are read from the
-environment; BENCH_FAST_DRAIN patches Faust's fetch loop in the child only).
+and writes one summary per system there (and per latency rate: `latency-<rate>.json`).
+--variants repeats the no-op agent and the pipeline with the changes in VARIANTS (Faust
+and NEARLINE_* settings are read from the environment; BENCH_FAST_DRAIN patches Faust's
+fetch loop in the child only).
 """
 
 from __future__ import annotations
@@ -251,7 +252,11 @@ class Bench:
     def latency(self, *, rate: float) -> dict[str, Any]:
         settings = self.settings("latency")
         self.make_live(settings)
-        procs = self.start_workers(settings, 1, "latency")
+        name = f"latency-{rate:g}"
+        prof = self.args.profile / f"{name}.json" if self.args.profile else None
+        for old in (prof, prof.with_suffix(".start"), prof.with_suffix(".stop")) if prof else ():
+            old.unlink(missing_ok=True)
+        procs = self.start_workers(settings, 1, name)
         a = self.args
         n = max(100, int(rate * a.latency_s))
         events = h.make_events(n, users=a.users, items=a.items, partitions=PARTITIONS,
@@ -261,10 +266,15 @@ class Bench:
         try:
             h.wait_for(lambda: _assigned(port) >= PARTITIONS, timeout=300, what="latency",
                        procs=procs)
+            if prof:
+                prof.with_suffix(".start").touch()
             sent = h.produce_at_rate(settings.kafka_url, settings.topics.interactions,
                                      events, rate=rate)
             h.wait_for(lambda: h.applied_count(settings) >= n, timeout=300,
                        what="latency: all applied", procs=procs)
+            if prof:
+                prof.with_suffix(".stop").touch()
+                h.wait_for(prof.exists, timeout=30, what=f"{name}: profile")
         finally:
             h.stop(procs)
         results = collect(settings, events)
