@@ -81,7 +81,10 @@ def run_worker(settings: Settings, *, roles: Sequence[str] = ROLES,
         # loading a checkpoint builds its model on the meta device, which imports
         # torch._dynamo the first time (about 1 s of CPU): pay it now, not during the first
         # build, while the recall workers are serving
-        importlib.import_module("torch._dynamo")
+        try:
+            importlib.import_module("torch._dynamo")
+        except ImportError:  # another torch: nothing to warm
+            pass
     ensure_topics(settings)
     store = CheckpointStore(settings.checkpoint_dir())
     model = load_live_model(store, live_version_now(settings)) if "recall" in roles else None
