@@ -4,7 +4,8 @@
                          [--prebuilt] [--json PATH]
 
 Starts an embedded broker and Redis, an index agent and N recall workers on version A,
-streams interactions at a steady rate, publishes version B, and measures: seconds from
+streams interactions at a steady rate, announces version B (built by the index agent then,
+or with --prebuilt before the load, as `nearline publish` builds it), and measures: seconds from
 the announcement until every worker serves B, errors, results that mix versions (a list
 of A after B for the same user, or A after every worker switched), and the recall
 latency p99 during the swap against the steady p99 of the same run.
@@ -51,8 +52,8 @@ def main() -> None:
     ap.add_argument("--steady-s", type=float, default=15.0)
     ap.add_argument("--after-s", type=float, default=10.0)
     ap.add_argument("--prebuilt", action="store_true",
-                    help="build B's index before announcing it (measures the workers' load "
-                         "and swap alone)")
+                    help="publish and build B before the load starts, as `nearline publish` "
+                         "does by default (measures the workers' load and swap alone)")
     ap.add_argument("--index-backend", default="auto", choices=("auto", "exact", "ivf", "hnsw"),
                     help="the index both versions are built with (NEARLINE_INDEX_BACKEND)")
     ap.add_argument("--loglevel", default="warning", help="the workers' log level")
@@ -93,6 +94,11 @@ def run(settings: Settings, args: argparse.Namespace, work: Path,
     store = CheckpointStore(settings.checkpoint_dir())
     version_a = store.publish(ckpt_a)
     asyncio.run(_build(settings, store, version_a))
+    # B is copied into the store (validated) before the load starts: publishing is the
+    # trainer's step, and its CPU must not fall into the steady window measured below
+    version_b = store.publish(ckpt_b)
+    if args.prebuilt:  # as `nearline publish` builds it, on the machine that publishes
+        asyncio.run(_build(settings, store, version_b, make_live=False))
     ports = [free_port() for _ in range(args.workers + 1)]
     roles = ["index"] + ["recall"] * args.workers
     code = "from streams.cli_worker import worker; worker()"
@@ -115,9 +121,6 @@ def run(settings: Settings, args: argparse.Namespace, work: Path,
     for t in threads:
         t.start()
     time.sleep(args.steady_s)
-    version_b = store.publish(ckpt_b)
-    if args.prebuilt:
-        asyncio.run(_build(settings, store, version_b, make_live=False))
     t_announce = time.time()
     announce(settings, {"kind": "published", "version": version_b,
                         "path": str(store.checkpoint_dir(version_b)), "ts": t_announce})

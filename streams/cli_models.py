@@ -53,16 +53,23 @@ def announce(settings: Settings, payload: dict[str, object]) -> None:
               help="CHECKPOINT holds checkpoint directories: publish the newest one.")
 @click.option("--wait", "wait_s", type=float, default=0.0,
               help="Wait up to this many seconds until the version is live.")
-def publish(checkpoint: Path, latest: bool, wait_s: float) -> None:
+@click.option("--build-index/--no-build-index", default=True, show_default=True,
+              help="Build the item index here before announcing (with this environment's "
+                   "NEARLINE_INDEX_BACKEND; the index agent then only makes it live), or "
+                   "leave the build to the index agent.")
+def publish(checkpoint: Path, latest: bool, wait_s: float, build_index: bool) -> None:
     """Copy a checkpoint into the store and announce it to the index agent.
 
     The checkpoint is validated first (manifest hashes, shapes, feature spec, no
-    pickles); the index agent then builds its item index and makes it live.
+    pickles). By default its item index is built here, on the machine that publishes,
+    so the hosts serving recall only load it; the index agent makes it live. With
+    --no-build-index the index agent builds it.
 
     \b
     Examples:
       nearline publish runs/ml100k-20261122T101500Z-1a2b3c4d
       nearline publish --latest runs/ --wait 120
+      nearline publish runs/<version> --no-build-index
     """
     settings = _settings()
     if latest:
@@ -72,11 +79,29 @@ def publish(checkpoint: Path, latest: bool, wait_s: float) -> None:
         version = store.publish(checkpoint)
     except TowersError as exc:
         raise click.ClickException(f"{checkpoint} rejected: {exc}") from exc
+    if build_index and not store.is_ready(version):
+        _build_here(store, version, settings)
     announce(settings, {"kind": "published", "version": version,
                         "path": str(store.checkpoint_dir(version)), "ts": time.time()})
     click.echo(f"published {version} to {store.root}")
     if wait_s > 0:
         _wait_live(settings, store, version, wait_s)
+
+
+def _build_here(store: CheckpointStore, version: str, settings: Settings) -> None:
+    from index import IndexConfig
+    from streams.lifecycle import BUILD_ERRORS, build_version
+
+    started = time.perf_counter()
+    try:
+        items = build_version(store, version,
+                              config=IndexConfig(backend=settings.index_backend))
+    except BUILD_ERRORS as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        store.mark_rejected(version, reason)
+        raise click.ClickException(f"{version} rejected: {reason}") from exc
+    click.echo(f"built the index of {version}: {items} items in "
+               f"{time.perf_counter() - started:.1f} s")
 
 
 def _wait_live(settings: Settings, store: CheckpointStore, version: str, wait_s: float) -> None:

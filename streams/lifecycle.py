@@ -38,13 +38,14 @@ from towers.sequence import UserHistory
 if TYPE_CHECKING:
     from streams.two_tower import TowerBundle
 
-__all__ = ["IndexBuilder", "LiveVersionWatcher", "load_live_model"]
+__all__ = ["BUILD_ERRORS", "IndexBuilder", "LiveVersionWatcher", "build_version",
+           "load_live_model"]
 
 logger = logging.getLogger(__name__)
 
 # a checkpoint is data from outside: whatever it makes torch or faiss raise rejects it
-_REJECT = (CheckpointError, TowersError, IndexFileError, IndexInputError, OSError, ValueError,
-           TypeError, RuntimeError, KeyError)
+BUILD_ERRORS = (CheckpointError, TowersError, IndexFileError, IndexInputError, OSError,
+                ValueError, TypeError, RuntimeError, KeyError)
 
 
 def live_model(bundle: TowerBundle, checkpoint_dir: Path) -> LiveModel:
@@ -78,7 +79,7 @@ def load_live_model(store: CheckpointStore, version: str | None) -> LiveModel | 
         return None
     try:
         return live_model(load_version(store, version), store.checkpoint_dir(version))
-    except _REJECT as exc:
+    except BUILD_ERRORS as exc:
         logger.error("live version %s cannot be loaded, serving without a model: %s",
                      version, exc)
         return None
@@ -105,7 +106,7 @@ class IndexBuilder:
         else:
             try:
                 await asyncio.to_thread(self._build, version)
-            except _REJECT as exc:
+            except BUILD_ERRORS as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 logger.error("checkpoint %s rejected: %s", version, reason)
                 self.store.mark_rejected(version, reason)
@@ -117,16 +118,27 @@ class IndexBuilder:
         return True
 
     def _build(self, version: str) -> None:
-        from streams.two_tower import TowerBundle
+        build_version(self.store, version, config=self.config)
 
-        started = time.perf_counter()
-        bundle = TowerBundle.from_checkpoint(self.store.checkpoint_dir(version),
-                                             config=self.config)
-        live_model(bundle, self.store.checkpoint_dir(version))  # every artefact must load
-        save_index(bundle.index, self.store.index_dir(version))
-        self.store.mark_ready(version)
-        logger.info("version %s ready: %s items indexed in %.1f s", version, len(bundle.index),
-                    time.perf_counter() - started)
+
+def build_version(store: CheckpointStore, version: str, *,
+                  config: IndexConfig | None = None) -> int:
+    """Embed every item of a stored checkpoint, save its index and mark it ready.
+
+    The index agent runs this; so does `nearline publish` (by default), on the machine
+    that publishes, so that the hosts serving recall only load the index. Raises one of
+    `BUILD_ERRORS` for a checkpoint that cannot be served. Returns the items indexed.
+    """
+    from streams.two_tower import TowerBundle
+
+    started = time.perf_counter()
+    bundle = TowerBundle.from_checkpoint(store.checkpoint_dir(version), config=config)
+    live_model(bundle, store.checkpoint_dir(version))  # every artefact must load
+    save_index(bundle.index, store.index_dir(version))
+    store.mark_ready(version)
+    logger.info("version %s ready: %s items indexed in %.1f s", version, len(bundle.index),
+                time.perf_counter() - started)
+    return len(bundle.index)
 
 
 class LiveVersionWatcher:
@@ -152,7 +164,7 @@ class LiveVersionWatcher:
         try:  # off the event loop: loading, parsing and the first search take a while
             model = await asyncio.get_running_loop().run_in_executor(self._loader, self._load,
                                                                      version)
-        except _REJECT as exc:
+        except BUILD_ERRORS as exc:
             self.failed.add(version)
             logger.error("live version %s cannot be loaded, keeping %s: %s", version,
                          current, exc)

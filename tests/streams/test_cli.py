@@ -115,3 +115,43 @@ def test_service_commands_load_without_torch_or_faiss(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert run.stdout.split(None, 1) == ["1", "[]\n"], run.stdout + run.stderr
+
+
+def test_publish_builds_the_index_before_announcing(broker, redis_server, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
+    from index import load_index
+    from streams.checkpoint_store import CheckpointStore
+
+    store = CheckpointStore(tmp_path / "store")
+    topic = f"checkpoints-{tmp_path.name}"
+    for name, value in {"NEARLINE_KAFKA_URL": broker.url, "NEARLINE_REDIS_URL": redis_server.url,
+                        "NEARLINE_CHECKPOINT_STORE": str(store.root),
+                        "NEARLINE_TOPIC_CHECKPOINTS": topic, "NEARLINE_INDEX_BACKEND": "hnsw",
+                        "NEARLINE_STATE_PREFIX": f"cli-{tmp_path.name}"}.items():
+        monkeypatch.setenv(name, value)
+    data = synthetic_dataset(n_items=60, n_users=20, n_events=400, seed=4)
+    here, there = (untrained_checkpoint(tmp_path / "runs", data, seed=s, version=v, dim=16)
+                   for s, v in ((1, "cli-built-here"), (2, "cli-built-there")))
+    runner = CliRunner()
+    r = runner.invoke(main, ["publish", str(here)])
+    assert r.exit_code == 0, r.output
+    assert "built the index of cli-built-here: 60 items" in r.output
+    assert store.is_ready("cli-built-here")  # before any index agent has run
+    assert load_index(store.index_dir("cli-built-here")).backend == "hnsw"  # the setting's
+    r = runner.invoke(main, ["publish", str(there), "--no-build-index"])
+    assert r.exit_code == 0, r.output
+    assert not store.is_ready("cli-built-there") and "built the index" not in r.output
+    consumer = KafkaConsumer(bootstrap_servers=broker.url, auto_offset_reset="earliest",
+                             enable_auto_commit=False)
+    consumer.assign([TopicPartition(topic, 0)])
+    notes: list[dict] = []  # type: ignore[type-arg]
+    for _ in range(20):
+        for batch in consumer.poll(500).values():
+            notes += [orjson.loads(m.value) for m in batch]
+        if len(notes) >= 2:
+            break
+    consumer.close()
+    assert [n["version"] for n in notes] == ["cli-built-here", "cli-built-there"]
