@@ -5,6 +5,8 @@
   index aside, saves it into the store, marks the version ready and makes it live (the
   live version is a Redis key, so it survives restarts). A checkpoint that fails any
   check is marked rejected with the reason; the live version does not change.
+  `nearline publish` runs the same build (`build_version`) before announcing, by
+  default, so the agent usually finds the version ready and only makes it live.
 - Every worker polls the live version and, when it changes, loads that version's user
   tower and index together in a background thread, then swaps them in one assignment
   (`RecallEngine.swap`). Batches already running finish on the version they read.
