@@ -179,8 +179,8 @@ class LiveVersionWatcher:
     def _load(self, version: str) -> LiveModel:
         bundle = load_version(self.store, version)
         model = live_model(bundle, self.store.checkpoint_dir(version))
-        if len(bundle.items.ids):
-            warm_up(model, str(bundle.items.ids[0]))
+        if len(bundle.index):
+            warm_up(model)
         return model
 
 
@@ -198,9 +198,10 @@ def _lower_priority(nice: int = 19) -> None:
         pass
 
 
-def warm_up(model: LiveModel, item_id: str) -> None:
+def warm_up(model: LiveModel, item_id: str = "warm-up") -> None:
     """One recall through the new towers and index, so the first batch served after the
-    swap does not pay the first-call costs (allocations, lazy initialisation)."""
+    swap does not pay the first-call costs (allocations, lazy initialisation); an unknown
+    item takes the same path (its out-of-vocabulary bucket)."""
     history = UserHistory("warm-up")
     history.append(item_id, 0.0)
     model.channel.candidates([history], k=10, now=0.0)

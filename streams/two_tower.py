@@ -43,22 +43,24 @@ class TowerBundle:
     version: str
     model: TwoTower
     spec: FeatureSpec
-    items: ItemTable
+    items: ItemTable | None  # the catalogue's features; None when served from a saved index
     index: ItemIndex
 
     @classmethod
     def from_checkpoint(cls, path: Path | str, *, index_dir: Path | str | None = None,
                         config: IndexConfig | None = None) -> TowerBundle:
-        """Load a checkpoint; load its saved index from `index_dir` or build one."""
-        ckpt = load_checkpoint(path)
+        """Load a checkpoint; load its saved index from `index_dir` or build one.
+
+        With a saved index the checkpoint's item table is not parsed (`items` is None):
+        the index, tagged with this checkpoint's version, already holds the catalogue.
+        """
+        ckpt = load_checkpoint(path, item_table=index_dir is None)
         if index_dir is not None:
             index = load_index(index_dir, expect_version=ckpt.version)
-            if index.checkpoint and index.checkpoint != ckpt.version:
+            if index.checkpoint != ckpt.version:
                 raise CheckpointError(f"index in {index_dir} holds the embeddings of checkpoint "
-                                      f"{index.checkpoint}, not {ckpt.version}: rebuild it")
-            if len(index) != len(ckpt.items.ids):
-                raise CheckpointError(f"index in {index_dir} holds {len(index)} items, the "
-                                      f"checkpoint {len(ckpt.items.ids)}")
+                                      f"{index.checkpoint or 'none named'}, not {ckpt.version}: "
+                                      "rebuild it")
             if index.dim != ckpt.model.config.dim:
                 raise CheckpointError(f"index dimension {index.dim} != tower output "
                                       f"{ckpt.model.config.dim}")
@@ -77,6 +79,8 @@ class TowerBundle:
 
 def item_index(ckpt: Checkpoint, *, config: IndexConfig | None = None) -> ItemIndex:
     """Embed every catalogue item with the item tower (batched) and index them."""
+    if ckpt.items is None:
+        raise CheckpointError(f"checkpoint {ckpt.version} was loaded without its item table")
     with torch.inference_mode():
         vectors = ckpt.model.embed_items(encode_items(ckpt.spec, ckpt.items))
     return build_index([str(i) for i in ckpt.items.ids], vectors, version=ckpt.version,

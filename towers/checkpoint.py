@@ -50,7 +50,7 @@ class Checkpoint:
     version: str
     model: TwoTower
     spec: FeatureSpec
-    items: ItemTable
+    items: ItemTable | None  # None when loaded without it (`load_checkpoint(item_table=False)`)
     metrics: dict[str, object]
     path: Path | None = None
     extras: dict[str, Path] = field(default_factory=dict)  # optional file name -> path
@@ -185,8 +185,13 @@ def _tower_config(obj: object) -> TowerConfig:
     return config
 
 
-def load_checkpoint(path: Path | str) -> Checkpoint:
-    """Validate and load a checkpoint directory; raises CheckpointError on any mismatch."""
+def load_checkpoint(path: Path | str, *, item_table: bool = True) -> Checkpoint:
+    """Validate and load a checkpoint directory; raises CheckpointError on any mismatch.
+
+    With `item_table=False` items.json is checked against its hash but not parsed
+    (`items` is None): a worker serving a saved index needs only the vocabularies, and
+    parsing a large catalogue holds the interpreter lock for tens of milliseconds.
+    """
     path = Path(path)
     manifest = verify_manifest(path)
     config = _read_json(path / "config.json")
@@ -195,7 +200,8 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     tower = _tower_config(config.get("tower"))
     try:
         spec = FeatureSpec.from_json(_read_json(path / "features.json"))
-        items = ItemTable.from_json(_read_json(path / "items.json"))  # type: ignore[arg-type]
+        items = (ItemTable.from_json(_read_json(path / "items.json"))  # type: ignore[arg-type]
+                 if item_table else None)
     except FeatureError as exc:
         raise CheckpointError(str(exc)) from exc
     if spec.fingerprint() != config.get("feature_fingerprint"):

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
-from index import IndexConfig, load_index
+from index import IndexConfig, IndexFileError, build_index, load_index, save_index
 from index.store import sha256_file
 from streams.checkpoint_store import CheckpointStore
 from streams.engine import RecallEngine
@@ -29,7 +29,9 @@ from streams.errors import SettingsError
 from streams.lifecycle import IndexBuilder, LiveVersionWatcher, load_live_model
 from streams.settings import load_settings
 from streams.state_memory import InMemoryUserStateStore
+from streams.two_tower import TowerBundle
 from towers.checkpoint import _sha256
+from towers.errors import CheckpointError
 
 GOOD = "good-a"
 
@@ -152,6 +154,26 @@ def test_index_builder_builds_the_configured_backend(source: Path, tmp_path: Pat
     assert load_index(store.index_dir(GOOD)).backend == "hnsw"
     assert asyncio.run(state.live_version()) == GOOD
     assert load_live_model(store, GOOD) is not None  # the workers load what it built
+
+
+def test_a_served_index_must_name_its_checkpoint(source: Path, tmp_path: Path) -> None:
+    other = tmp_path / "good-b"
+    shutil.copytree(source, other)
+    _rename(other, "good-b")
+    _rehash_checkpoint(other)
+    save_index(TowerBundle.from_checkpoint(other).index, tmp_path / "index-b")
+    served = TowerBundle.from_checkpoint(other, index_dir=tmp_path / "index-b")
+    assert served.items is None and len(served.index) == 80  # the table is not parsed
+    with pytest.raises(IndexFileError, match="holds version good-b, not good-a"):
+        TowerBundle.from_checkpoint(source, index_dir=tmp_path / "index-b")
+    # tagged with good-a's version but built from another checkpoint (or from none named)
+    for built_from in ("good-b", ""):
+        index = build_index([str(i) for i in range(80)], np.eye(80, 16, dtype=np.float32),
+                            version=GOOD, checkpoint=built_from)
+        shutil.rmtree(tmp_path / "index-x", ignore_errors=True)
+        save_index(index, tmp_path / "index-x")
+        with pytest.raises(CheckpointError, match="holds the embeddings of checkpoint"):
+            TowerBundle.from_checkpoint(source, index_dir=tmp_path / "index-x")
 
 
 def test_settings_reject_an_unknown_index_backend() -> None:

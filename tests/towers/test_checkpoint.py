@@ -129,3 +129,13 @@ def test_rejects_missing_manifest_and_bad_json(copy: Path, tmp_path: Path) -> No
     (copy / "manifest.json").unlink()
     with pytest.raises(CheckpointError, match="no manifest"):
         load_checkpoint(copy)
+
+
+def test_loading_without_the_item_table_still_checks_it(copy: Path) -> None:
+    full, lean = load_checkpoint(copy), load_checkpoint(copy, item_table=False)
+    assert lean.items is None and full.items is not None
+    assert lean.version == full.version and lean.spec.fingerprint() == full.spec.fingerprint()
+    with open(copy / "items.json", "ab") as fh:
+        fh.write(b" ")
+    with pytest.raises(CheckpointError, match=r"items\.json does not match its sha256"):
+        load_checkpoint(copy, item_table=False)
