@@ -32,6 +32,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from bench._harness import wait_for
 from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
 from index import IndexConfig
+from index.config import BACKENDS
 from streams.checkpoint_store import CheckpointStore
 from streams.cli_models import announce
 from streams.embedded import EmbeddedBroker, EmbeddedRedis, free_port
@@ -54,7 +55,7 @@ def main() -> None:
     ap.add_argument("--prebuilt", action="store_true",
                     help="publish and build B before the load starts, as `nearline publish` "
                          "does by default (measures the workers' load and swap alone)")
-    ap.add_argument("--index-backend", default="auto", choices=("auto", "exact", "ivf", "hnsw"),
+    ap.add_argument("--index-backend", default="auto", choices=BACKENDS,
                     help="the index both versions are built with (NEARLINE_INDEX_BACKEND)")
     ap.add_argument("--loglevel", default="warning", help="the workers' log level")
     ap.add_argument("--json", type=Path, default=None)

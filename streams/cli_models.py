@@ -90,16 +90,14 @@ def publish(checkpoint: Path, latest: bool, wait_s: float, build_index: bool) ->
 
 def _build_here(store: CheckpointStore, version: str, settings: Settings) -> None:
     from index import IndexConfig
-    from streams.lifecycle import BUILD_ERRORS, build_version
+    from streams.lifecycle import BUILD_ERRORS, build_version, reject
 
     started = time.perf_counter()
     try:
         items = build_version(store, version,
                               config=IndexConfig(backend=settings.index_backend))
     except BUILD_ERRORS as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        store.mark_rejected(version, reason)
-        raise click.ClickException(f"{version} rejected: {reason}") from exc
+        raise click.ClickException(f"{version} rejected: {reject(store, version, exc)}") from exc
     click.echo(f"built the index of {version}: {items} items in "
                f"{time.perf_counter() - started:.1f} s")
 

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from streams.two_tower import TowerBundle
 
 __all__ = ["BUILD_ERRORS", "IndexBuilder", "LiveVersionWatcher", "build_version",
-           "load_live_model"]
+           "load_live_model", "reject"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,20 +107,16 @@ class IndexBuilder:
             logger.info("version %s is already ready", version)
         else:
             try:
-                await asyncio.to_thread(self._build, version)
+                await asyncio.to_thread(build_version, self.store, version, config=self.config)
             except BUILD_ERRORS as exc:
-                reason = f"{type(exc).__name__}: {exc}"
+                reason = reject(self.store, version, exc)
                 logger.error("checkpoint %s rejected: %s", version, reason)
-                self.store.mark_rejected(version, reason)
                 self.on_rejected(version, reason)
                 return False
         if make_live:
             await self.state.set_live_version(version)
             logger.info("version %s is live", version)
         return True
-
-    def _build(self, version: str) -> None:
-        build_version(self.store, version, config=self.config)
 
 
 def build_version(store: CheckpointStore, version: str, *,
@@ -141,6 +137,13 @@ def build_version(store: CheckpointStore, version: str, *,
     logger.info("version %s ready: %s items indexed in %.1f s", version, len(bundle.index),
                 time.perf_counter() - started)
     return len(bundle.index)
+
+
+def reject(store: CheckpointStore, version: str, exc: BaseException) -> str:
+    """Mark `version` rejected because of `exc` (one of `BUILD_ERRORS`); the reason."""
+    reason = f"{type(exc).__name__}: {exc}"
+    store.mark_rejected(version, reason)
+    return reason
 
 
 class LiveVersionWatcher:

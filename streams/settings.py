@@ -32,6 +32,11 @@ class TopicNames:
         return [getattr(self, f.name) for f in fields(self)]
 
 
+# index.config.BACKENDS, spelt out: importing `index` here would load faiss into every
+# command that reads the settings (tests/reliability/test_checkpoints.py checks they agree)
+INDEX_BACKENDS = ("auto", "exact", "ivf", "hnsw")
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_url: str = ""  # host:port[,host:port]; "" = the embedded broker of `nearline up`
@@ -107,9 +112,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     settings = replace(Settings(**values), topics=TopicNames(**topics), **overrides)
     if settings.profile not in ("retail", "films"):
         raise SettingsError(f"NEARLINE_PROFILE={settings.profile!r}: use retail or films")
-    if settings.index_backend not in ("auto", "exact", "ivf", "hnsw"):
-        raise SettingsError(f"NEARLINE_INDEX_BACKEND={settings.index_backend!r}: use auto, "
-                            "exact, ivf or hnsw")
+    if settings.index_backend not in INDEX_BACKENDS:
+        raise SettingsError(f"NEARLINE_INDEX_BACKEND={settings.index_backend!r}: use one of "
+                            f"{', '.join(INDEX_BACKENDS)}")
     if settings.partitions < 1:
         raise SettingsError("NEARLINE_PARTITIONS must be at least 1")
     if settings.embedding_ttl_s < 0:

@@ -22,12 +22,13 @@ import pytest
 
 from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
 from index import IndexConfig, IndexFileError, build_index, load_index, save_index
+from index.config import BACKENDS
 from index.store import sha256_file
 from streams.checkpoint_store import CheckpointStore
 from streams.engine import RecallEngine
 from streams.errors import SettingsError
 from streams.lifecycle import IndexBuilder, LiveVersionWatcher, load_live_model
-from streams.settings import load_settings
+from streams.settings import INDEX_BACKENDS, load_settings
 from streams.state_memory import InMemoryUserStateStore
 from streams.two_tower import TowerBundle
 from towers.checkpoint import _sha256
@@ -182,6 +183,7 @@ def test_settings_reject_an_unknown_index_backend() -> None:
                            "NEARLINE_REDIS_URL": "redis://r:1"})
     assert load_settings(env={"NEARLINE_INDEX_BACKEND": "ivf", "NEARLINE_KAFKA_URL": "k:1",
                               "NEARLINE_REDIS_URL": "redis://r:1"}).index_backend == "ivf"
+    assert INDEX_BACKENDS == BACKENDS  # the settings' copy of the index's list
 
 
 def test_index_builder_rejects_an_announced_path_traversal(live: Live) -> None:
