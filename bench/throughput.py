@@ -2,7 +2,7 @@
 
     python -m bench.throughput [--events 50000] [--items 100000] [--users 10000]
                                [--json PATH] [--quick] [--index-backend auto|ivf|...]
-                               [--profile DIR] [--variants]
+                               [--profile DIR] [--variants] [--envelope N]
                                [--latency-rates 100,400 [--latency-only]]
 
 One run, one embedded broker and Redis. The interactions (Zipf users and items, keyed by
@@ -14,7 +14,9 @@ each consumer group reads that pre-filled topic from the start:
   (noack_take(batch_size, within) + acks), and a plain `async for` agent;
 - pipeline: `nearline worker --agents recall` with a random-weight two-tower model over a
   `--items` catalogue (state update, user tower, index search, merge, publish);
-- two workers: the same with two worker processes in one consumer group.
+- two workers: the same with two worker processes in one consumer group;
+- with --envelope N, one worker fed the same events N to a message (JSON-array
+  envelopes, each partition's events in order), produced to a second topic.
 
 Rates run from the first consumed event (first published list) to the last, counted in the
 child (from the lists' `last_event_id`), never from end offsets. Latency: one worker,
@@ -83,6 +85,9 @@ def main() -> None:
                     help="also measure latency at these rates (events/s, comma-separated)")
     ap.add_argument("--latency-only", action="store_true",
                     help="skip the throughput runs: latency at --latency-rates only")
+    ap.add_argument("--envelope", type=int, default=0, metavar="N",
+                    help="also measure one worker fed the same events N to a message "
+                         "(JSON-array envelopes)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = ap.parse_args()
     args.rates = [float(r) for r in args.latency_rates.split(",") if r.strip()]
@@ -155,6 +160,14 @@ class Bench:
         out["two_workers_eps"] = two["eps"]
         out["two_workers"] = two
         out["scale_two_to_one"] = round(two["eps"] / one["eps"], 3)
+        if a.envelope:
+            enveloped = f"{topic}-envelopes"
+            ensure_topics(self.settings("fill-envelopes", interactions=enveloped))
+            h.produce_all(fill.kafka_url, enveloped, events, envelope=a.envelope)
+            env = self.pipeline("pipeline-envelope", enveloped, events, workers=1)
+            out["envelope_events"] = a.envelope
+            out["pipeline_envelope_eps"] = env["eps"]
+            out["pipeline_envelope"] = env
         out.update(self.latency(rate=0.5 * one["eps"]))
         if a.rates:
             out["latency_by_rate"] = {f"{r:g}": self.latency(rate=r) for r in a.rates}

@@ -28,7 +28,7 @@ from streams.records import (
     ItemUpdate,
     RecallResult,
     dead_letter,
-    decode_record,
+    decode_message,
 )
 from streams.worker_metrics import WorkerMetrics
 
@@ -77,12 +77,15 @@ class Pipeline:
     def __init__(self, engine: RecallEngine, sink: Sink, *, max_event_bytes: int,
                  max_future_s: float, metrics: WorkerMetrics | None = None,
                  clock: Callable[[], float] = time.time, depth: int = 2,
-                 cache_embeddings: bool = True) -> None:
+                 cache_embeddings: bool = True, max_envelope_events: int = 1000,
+                 max_envelope_bytes: int = 1 << 20) -> None:
         assert depth >= 1, "at least the batch being computed"
         self.engine = engine
         self.sink = sink
         self.max_event_bytes = max_event_bytes
         self.max_future_s = max_future_s
+        self.max_envelope_events = max_envelope_events  # 0: arrays are refused (not_object)
+        self.max_envelope_bytes = max_envelope_bytes
         self.metrics = metrics or WorkerMetrics()
         self.clock = clock
         self.depth = depth
@@ -95,15 +98,19 @@ class Pipeline:
         good: list[tuple[Incoming, object]] = []
         bad: list[DeadLetter] = []
         for m in messages:
-            self.metrics.events_in.inc(topic=m.topic)
-            try:
-                good.append((m, decode_record(m.value, kind=kind, now=now,
-                                              max_bytes=self.max_event_bytes,
-                                              max_future_s=self.max_future_s)))
-            except EventError as exc:
-                self.metrics.dead_lettered.inc(reason=exc.reason)
-                bad.append(dead_letter(m.value, topic=m.topic, partition=m.partition,
-                                       offset=m.offset, error=exc, now=now))
+            for element, record, raw in decode_message(
+                    m.value, kind=kind, now=now, max_bytes=self.max_event_bytes,
+                    max_future_s=self.max_future_s,
+                    max_envelope_events=self.max_envelope_events,
+                    max_envelope_bytes=self.max_envelope_bytes):
+                self.metrics.events_in.inc(topic=m.topic)
+                if isinstance(record, EventError):
+                    self.metrics.dead_lettered.inc(reason=record.reason)
+                    bad.append(dead_letter(raw, topic=m.topic, partition=m.partition,
+                                           offset=m.offset, error=record, now=now,
+                                           element=element))
+                else:
+                    good.append((m, record))
         if bad:
             logger.info("%s %s event(s) dead-lettered (first: %s)", len(bad), kind,
                         bad[0].reason)

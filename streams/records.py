@@ -1,9 +1,11 @@
 """Event records on the topics, and the decoding that turns message bytes into them.
 
 Input topics carry the JSON objects of `streams/schemas/*.json` (the field rules live in
-`towers.datasets.events`, shared with the JSON-lines readers). Decoding adds the checks
-that only make sense on a live stream: the message size, the clock (`max_future_s`) and
-control characters in ids. Whatever fails becomes a `DeadLetter` with a short reason.
+`towers.datasets.events`, shared with the JSON-lines readers), one per message, or an
+envelope: a JSON array of such objects in one message, applied in array order. Decoding
+adds the checks that only make sense on a live stream: the message size, the clock
+(`max_future_s`) and control characters in ids. Whatever fails becomes a `DeadLetter`
+with a short reason; in an envelope, each bad event on its own.
 Output records are `faust.Record`s serialised with orjson, without Faust's metadata
 field, so consumers in any language read plain JSON.
 """
@@ -20,7 +22,7 @@ from faust.serializers import codecs
 
 from streams.errors import EventError
 from towers.checkpoint import VERSION_RE
-from towers.datasets.events import InvalidEvent, decode_event
+from towers.datasets.events import InvalidEvent, validate_event
 
 __all__ = [
     "CheckpointAnnouncement",
@@ -31,6 +33,7 @@ __all__ = [
     "RecallResult",
     "dead_letter",
     "decode_announcement",
+    "decode_message",
     "decode_record",
 ]
 
@@ -103,6 +106,7 @@ class DeadLetter(_Record):
     ts: float
     original_bytes: int = 0  # size of the original value
     truncated: bool = False  # original_b64 holds only its first DEAD_LETTER_KEEP bytes
+    element: int = -1  # the event's position in its envelope (-1: the whole message)
 
 
 class CheckpointAnnouncement(_Record):
@@ -119,15 +123,78 @@ _ID_FIELDS = ("event_id", "user_id", "item_id")
 _RECORD_OF = {"interaction": Interaction, "context": ContextEvent, "item": ItemUpdate}
 
 
+Record = Interaction | ContextEvent | ItemUpdate
+
+
 def decode_record(raw: bytes | None, *, kind: str, now: float, max_bytes: int,
-                  max_future_s: float) -> Interaction | ContextEvent | ItemUpdate:
-    """Validated record from a message value, or EventError(reason, detail)."""
+                  max_future_s: float) -> Record:
+    """Validated record from a one-event message value, or EventError(reason, detail)."""
     if raw is None:
         raise EventError("empty", "the message has no value")
     if len(raw) > max_bytes:
         raise EventError("too_large", f"{len(raw)} bytes > {max_bytes}")
+    return _record(_parse(raw), kind=kind, now=now, max_future_s=max_future_s)
+
+
+def decode_message(raw: bytes | None, *, kind: str, now: float, max_bytes: int,
+                   max_future_s: float, max_envelope_events: int, max_envelope_bytes: int
+                   ) -> list[tuple[int, Record | EventError, bytes | None]]:
+    """(position, record or error, bytes) per event of a message value.
+
+    A one-event message gives one entry at position -1 with its own bytes. An envelope (a
+    JSON array) gives one entry per element, its bytes re-encoded, or a single entry at -1
+    when the envelope as a whole is refused (too large, not JSON, empty).
+    """
+    envelope = raw is not None and raw.lstrip()[:1] == b"["
+    if not envelope or max_envelope_events <= 0:  # envelopes off: an array is not_object
+        try:
+            return [(-1, decode_record(raw, kind=kind, now=now, max_bytes=max_bytes,
+                                       max_future_s=max_future_s), raw)]
+        except EventError as exc:
+            return [(-1, exc, raw)]
+    assert raw is not None
     try:
-        event = decode_event(raw, record=kind)
+        if len(raw) > max_envelope_bytes:
+            raise EventError("too_large", f"envelope of {len(raw)} bytes > {max_envelope_bytes}")
+        events = _parse(raw)
+        if not events:
+            raise EventError("bad_value", "an envelope holds no events")
+        if len(events) > max_envelope_events:
+            raise EventError("too_large", f"envelope of {len(events)} events > "
+                             f"{max_envelope_events}")
+    except EventError as exc:
+        return [(-1, exc, raw)]
+    out: list[tuple[int, Record | EventError, bytes | None]] = []
+    for j, obj in enumerate(events):
+        try:
+            record: Record | EventError = _record(obj, kind=kind, now=now,
+                                                  max_future_s=max_future_s)
+        except EventError as exc:
+            record = EventError(exc.reason, f"envelope element {j}: {exc.detail}")
+        out.append((j, record, None if isinstance(record, _Record) else _encode(obj)))
+    return out
+
+
+def _encode(obj: Any) -> bytes:
+    """An envelope element's bytes for its dead letter (orjson refuses deep nesting)."""
+    try:
+        return orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        return repr(obj)[:DEAD_LETTER_KEEP].encode("utf-8", "backslashreplace")
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventError("not_json", str(exc)) from None
+    except RecursionError:
+        raise EventError("not_json", "nested too deeply") from None
+
+
+def _record(obj: Any, *, kind: str, now: float, max_future_s: float) -> Record:
+    try:
+        event = validate_event(obj, record=kind)
     except InvalidEvent as exc:
         raise EventError(exc.reason, exc.detail) from None
     except RecursionError:
@@ -140,7 +207,7 @@ def decode_record(raw: bytes | None, *, kind: str, now: float, max_bytes: int,
         raise EventError("future_ts", f"ts {event['ts']:.0f} is more than {max_future_s:.0f} s "
                          f"ahead of the clock ({now:.0f})")
     event.pop("record", None)
-    return _RECORD_OF[kind](**event)
+    return _RECORD_OF[kind](**event)  # type: ignore[no-any-return]
 
 
 def decode_announcement(raw: bytes | None) -> CheckpointAnnouncement:
@@ -163,9 +230,10 @@ def decode_announcement(raw: bytes | None) -> CheckpointAnnouncement:
 
 
 def dead_letter(raw: bytes | None, *, topic: str, partition: int, offset: int,
-                error: EventError, now: float) -> DeadLetter:
+                error: EventError, now: float, element: int = -1) -> DeadLetter:
     raw = raw or b""
     return DeadLetter(topic=topic, partition=partition, offset=offset, reason=error.reason,
                       detail=error.detail[:1000],
                       original_b64=base64.b64encode(raw[:DEAD_LETTER_KEEP]).decode("ascii"),
-                      ts=now, original_bytes=len(raw), truncated=len(raw) > DEAD_LETTER_KEEP)
+                      ts=now, original_bytes=len(raw), truncated=len(raw) > DEAD_LETTER_KEEP,
+                      element=element)

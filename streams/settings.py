@@ -61,6 +61,10 @@ class Settings:
     seen_filter: bool = False  # drop items the user already had (on for films, off for FMCG)
     max_event_bytes: int = 64 * 1024  # larger messages go to the dead-letter topic
     max_future_s: float = 86_400.0  # events timestamped further ahead are rejected
+    # a message may also be an envelope, a JSON array of events: at most this many (0: no
+    # envelopes) and this many bytes
+    max_envelope_events: int = 1000
+    max_envelope_bytes: int = 1 << 20
     web_host: str = "127.0.0.1"  # HTTP endpoint binds to loopback unless told otherwise
     web_port: int = 6066
     torch_threads: int = 1  # intra-op threads of the user tower in a worker
@@ -121,6 +125,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         raise SettingsError("NEARLINE_EMBEDDING_TTL_S must be 0 (no cache) or positive")
     if settings.pipeline_depth < 1:
         raise SettingsError("NEARLINE_PIPELINE_DEPTH must be at least 1")
+    if settings.max_envelope_events < 0 or settings.max_envelope_bytes < 1:
+        raise SettingsError("NEARLINE_MAX_ENVELOPE_EVENTS must be 0 (no envelopes) or more, "
+                            "NEARLINE_MAX_ENVELOPE_BYTES positive")
     if not settings.kafka_url or not settings.redis_url:
         settings = _with_embedded(settings)
     return settings

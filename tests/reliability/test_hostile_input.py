@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from streams.errors import EventError
-from streams.records import DEAD_LETTER_KEEP, dead_letter, decode_record
+from streams.records import DEAD_LETTER_KEEP, dead_letter, decode_message, decode_record
 from streams.state import StateKeys
 from tests.reliability.conftest import (
     ACCOUNTS,
@@ -124,7 +124,8 @@ def shape(draw: st.DrawFn) -> Case:
             "price", "region", "record")))
         return "unknown_field", orjson.dumps({**base, name: 1})
     if kind == "not_object":
-        return "not_object", orjson.dumps(draw(_ANY_JSON.filter(lambda v: not isinstance(v, dict))))
+        return "not_object", orjson.dumps(draw(_ANY_JSON.filter(  # an array is an envelope
+            lambda v: not isinstance(v, dict | list))))
     if kind == "deep":  # deeper than any JSON parser here accepts, yet small
         depth = draw(st.integers(1025, 10_000))  # <= 60 KB
         return "not_json", b'{"a":' * depth + b"1" + b"}" * depth
@@ -160,12 +161,10 @@ _RECORD = {"interactions": "interaction", "context": "context", "items": "item"}
 @given(case=HOSTILE)
 def test_decoding_gives_each_hostile_payload_its_reason(case: Case) -> None:
     reason, raw = case
-    with pytest.raises(EventError) as caught:
-        decode_record(raw, kind="interaction", now=NOW, max_bytes=MAX_BYTES,
-                      max_future_s=86_400.0)
-    assert caught.value.reason == reason, caught.value
+    error = _refusal(raw, "interaction")
+    assert error.reason == reason, error
     letter = orjson.loads(dead_letter(raw, topic="t", partition=0, offset=1,
-                                      error=caught.value, now=NOW).dumps())
+                                      error=error, now=NOW).dumps())
     kept = base64.b64decode(letter["original_b64"])
     assert kept == raw[:DEAD_LETTER_KEEP] and letter["original_bytes"] == len(raw)
     assert letter["truncated"] == (len(raw) > DEAD_LETTER_KEEP)
@@ -174,10 +173,16 @@ def test_decoding_gives_each_hostile_payload_its_reason(case: Case) -> None:
 @pytest.mark.parametrize(("kind", "reason", "value"), corpus())
 def test_corpus_entry_is_refused_with_its_reason(kind: str, reason: str, value: bytes | None
                                                  ) -> None:
-    with pytest.raises(EventError) as caught:
-        decode_record(value, kind=_RECORD[kind], now=NOW, max_bytes=MAX_BYTES,
-                      max_future_s=86_400.0)
-    assert caught.value.reason == reason
+    assert _refusal(value, _RECORD[kind]).reason == reason
+
+
+def _refusal(raw: bytes | None, kind: str) -> EventError:
+    """The one error the worker's decoding gives a whole message."""
+    ((element, error, kept),) = decode_message(
+        raw, kind=kind, now=NOW, max_bytes=MAX_BYTES, max_future_s=86_400.0,
+        max_envelope_events=1000, max_envelope_bytes=1 << 20)
+    assert isinstance(error, EventError) and element == -1 and kept == raw, error
+    return error
 
 
 # --- a worker fed hostile input -------------------------------------------------------
@@ -371,4 +376,34 @@ def test_http_k_that_int_cannot_parse_is_a_4xx(served: tuple[Deployment, Worker]
                                                ) -> None:
     _, w = served
     assert 400 <= _get(w, f"/recall/u1?k={k}") < 500
+    _still_serving(w)
+
+
+def test_an_envelope_applies_its_good_events_and_dead_letters_each_bad_one(
+        served: tuple[Deployment, Worker]) -> None:
+    """One message, a JSON array: the good events applied in order, every bad one its own
+    dead letter naming its position, none lost."""
+    d, w = served
+    user = f"env-{uuid.uuid4().hex[:8]}"
+    good = [{**_event(n), "event_id": f"{user}-{n}", "user_id": user, "item_id": f"sku{n}"}
+            for n in range(3)]
+    bad = [({**good[0], "event_id": f"{user}-neg", "quantity": -1}, "bad_value"),
+           ("not an object", "not_object"),
+           ({**good[0], "event_id": f"{user}-late", "ts": NOW + 10 * 86_400}, "future_ts")]
+    envelope = [good[0], bad[0][0], good[1], bad[1][0], good[2], bad[2][0]]
+    d.produce([Message("interactions", user.encode(), orjson.dumps(envelope))])
+    snap = d.wait_applied([Message("interactions", user.encode(), None, e["event_id"],
+                                   user=user) for e in good], timeout=60)
+    state = snap["users"][user]
+    assert state["seen"] == ["sku0", "sku1", "sku2"] and state["features"]["events"] == 3
+    want = {(1, "bad_value", orjson.dumps(bad[0][0])), (3, "not_object", b'"not an object"'),
+            (5, "future_ts", orjson.dumps(bad[2][0]))}
+
+    def seen(records: list[Any]) -> set[tuple[int, str, bytes]]:
+        letters = [orjson.loads(r.value) for r in records]
+        return {(x["element"], x["reason"], base64.b64decode(x["original_b64"]))
+                for x in letters if x["topic"] == d.topic("interactions")}
+    records = consume(d.settings.kafka_url, d.topic("dead_letter"),
+                      partitions=d.settings.partitions, done=lambda r: want <= seen(r))
+    assert want <= seen(records)
     _still_serving(w)
