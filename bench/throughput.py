@@ -15,7 +15,7 @@ each consumer group reads that pre-filled topic from the start:
 - pipeline: `nearline worker --agents recall` with a random-weight two-tower model over a
   `--items` catalogue (state update, user tower, index search, merge, publish);
 - two workers: the same with two worker processes in one consumer group;
-- with --envelope N, one worker fed the same events N to a message (JSON-array
+- with --envelope N, one and two workers fed the same events N to a message (JSON-array
   envelopes, each partition's events in order), produced to a second topic.
 
 Rates run from the first consumed event (first published list) to the last, counted in the
@@ -168,6 +168,10 @@ class Bench:
             out["envelope_events"] = a.envelope
             out["pipeline_envelope_eps"] = env["eps"]
             out["pipeline_envelope"] = env
+            env2 = self.pipeline("two-envelope", enveloped, events, workers=2)
+            out["two_workers_envelope_eps"] = env2["eps"]
+            out["two_workers_envelope"] = env2
+            out["scale_two_to_one_envelope"] = round(env2["eps"] / env["eps"], 3)
         out.update(self.latency(rate=0.5 * one["eps"]))
         if a.rates:
             out["latency_by_rate"] = {f"{r:g}": self.latency(rate=r) for r in a.rates}
