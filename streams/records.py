@@ -120,6 +120,7 @@ class CheckpointAnnouncement(_Record):
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 DEAD_LETTER_KEEP = 64 * 1024  # bytes of the original a dead letter carries
 _ID_FIELDS = ("event_id", "user_id", "item_id")
+_ENVELOPE = re.compile(rb"[ \t\r\n]*\[")  # JSON whitespace, then an array
 _RECORD_OF = {"interaction": Interaction, "context": ContextEvent, "item": ItemUpdate}
 
 
@@ -145,7 +146,7 @@ def decode_message(raw: bytes | None, *, kind: str, now: float, max_bytes: int,
     JSON array) gives one entry per element, its bytes re-encoded, or a single entry at -1
     when the envelope as a whole is refused (too large, not JSON, empty).
     """
-    envelope = raw is not None and raw.lstrip()[:1] == b"["
+    envelope = raw is not None and _ENVELOPE.match(raw) is not None
     if not envelope or max_envelope_events <= 0:  # envelopes off: an array is not_object
         try:
             return [(-1, decode_record(raw, kind=kind, now=now, max_bytes=max_bytes,
@@ -207,7 +208,7 @@ def _record(obj: Any, *, kind: str, now: float, max_future_s: float) -> Record:
         raise EventError("future_ts", f"ts {event['ts']:.0f} is more than {max_future_s:.0f} s "
                          f"ahead of the clock ({now:.0f})")
     event.pop("record", None)
-    return _RECORD_OF[kind](**event)  # type: ignore[no-any-return]
+    return _RECORD_OF[kind](**event)
 
 
 def decode_announcement(raw: bytes | None) -> CheckpointAnnouncement:
