@@ -75,7 +75,7 @@ def _bad(kind: str, j: int) -> tuple[bytes, str]:
                  (orjson.dumps({**base, "ts": 9e10}), "future_ts"),
                  (orjson.dumps({**base, "user_id": "r\x0000"}), "bad_value"),
                  (b'{"event_id":"bad%d","quantity":NaN}' % j, "not_json"),
-                 (orjson.dumps([j]), "not_object")]
+                 (orjson.dumps(f"bad{j}"), "not_object")]  # an array is an envelope
     elif kind == "context":
         base = {"event_id": f"badc{j}", "ts": T0, "region": "north"}
         cases = [(orjson.dumps({**base, "temperature": "warm"}), "bad_value"),
