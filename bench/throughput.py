@@ -86,8 +86,8 @@ def main() -> None:
     ap.add_argument("--latency-only", action="store_true",
                     help="skip the throughput runs: latency at --latency-rates only")
     ap.add_argument("--envelope", type=int, default=0, metavar="N",
-                    help="also measure one worker fed the same events N to a message "
-                         "(JSON-array envelopes)")
+                    help="also measure one and two workers fed the same events N to a "
+                         "message (JSON-array envelopes)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = ap.parse_args()
     args.rates = [float(r) for r in args.latency_rates.split(",") if r.strip()]
@@ -201,20 +201,15 @@ class Bench:
                  **env: Any) -> dict[str, Any]:
         settings = self.settings(name, interactions=topic)
         self.make_live(settings)
-        prof = self.args.profile / f"{name}.json" if self.args.profile else None
-        for old in (prof, prof.with_suffix(".start"), prof.with_suffix(".stop")) if prof else ():
-            old.unlink(missing_ok=True)
+        window = ProfileWindow(self.args.profile, name)
         procs = self.start_workers(settings, workers, name, **env)
         try:
             h.wait_for(lambda: h.applied_count(settings) > 0, timeout=300, what=name,
                        procs=procs)
-            if prof:
-                prof.with_suffix(".start").touch()
+            window.open()
             h.wait_for(lambda: h.applied_count(settings) >= len(events), timeout=900,
                        what=f"{name}: all applied", procs=procs, every=0.25)
-            if prof:
-                prof.with_suffix(".stop").touch()
-                h.wait_for(prof.exists, timeout=30, what=f"{name}: profile")
+            window.close()
         finally:
             h.stop(procs)
         results = collect(settings, events)
@@ -270,9 +265,7 @@ class Bench:
         settings = self.settings("latency")
         self.make_live(settings)
         name = f"latency-{rate:g}"
-        prof = self.args.profile / f"{name}.json" if self.args.profile else None
-        for old in (prof, prof.with_suffix(".start"), prof.with_suffix(".stop")) if prof else ():
-            old.unlink(missing_ok=True)
+        window = ProfileWindow(self.args.profile, name)
         procs = self.start_workers(settings, 1, name)
         a = self.args
         n = max(100, int(rate * a.latency_s))
@@ -283,15 +276,12 @@ class Bench:
         try:
             h.wait_for(lambda: _assigned(port) >= PARTITIONS, timeout=300, what="latency",
                        procs=procs)
-            if prof:
-                prof.with_suffix(".start").touch()
+            window.open()
             sent = h.produce_at_rate(settings.kafka_url, settings.topics.interactions,
                                      events, rate=rate)
             h.wait_for(lambda: h.applied_count(settings) >= n, timeout=300,
                        what="latency: all applied", procs=procs)
-            if prof:
-                prof.with_suffix(".stop").touch()
-                h.wait_for(prof.exists, timeout=30, what=f"{name}: profile")
+            window.close()
         finally:
             h.stop(procs)
         results = collect(settings, events)
@@ -311,6 +301,26 @@ class Bench:
             row.update({f"pipeline_{k}": v for k, v in result.items()})
             out[name] = row
         return out
+
+
+class ProfileWindow:
+    """The stretch in which worker `name` samples its stacks (with --profile): the child
+    starts at `<name>.start`, stops at `<name>.stop` and then writes `<name>.json`."""
+
+    def __init__(self, root: Path | None, name: str) -> None:
+        self.path = root / f"{name}.json" if root else None
+        if self.path:  # a stale .start would open the window early
+            for suffix in (".json", ".start", ".stop"):
+                self.path.with_suffix(suffix).unlink(missing_ok=True)
+
+    def open(self) -> None:
+        if self.path:
+            self.path.with_suffix(".start").touch()
+
+    def close(self) -> None:
+        if self.path:
+            self.path.with_suffix(".stop").touch()
+            h.wait_for(self.path.exists, timeout=30, what=f"{self.path.name}: profile")
 
 
 async def _make_live(settings: Settings, root: Path, version: str, backend: str) -> None:
