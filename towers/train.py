@@ -227,6 +227,11 @@ def _fit(dataset: Dataset, rows: np.ndarray, valid_rows: np.ndarray | None, epoc
     examples = build_examples(spec, log, rows)
     assert len(examples) > 0, "no user has two distinct timestamps in the training rows"
     model = TwoTower(tower_config(spec, **tower))
+    # unknown users share hash buckets that no training example reaches unless rare users
+    # are folded into them: start those rows at zero, the "no id" the id dropout trains, so
+    # a new user's embedding follows their history, not the random row of their bucket
+    with torch.no_grad():
+        model.user_tower.user_emb.weight[1:1 + spec.users.n_oov].zero_()
     log_q = _log_q(table, item_batch, spec.items.size) if cfg.logq else None
     objective = RetrievalLoss(model, temperature=cfg.temperature, log_q=log_q)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -61,3 +63,18 @@ def test_embeddings_are_unit_length_for_known_and_new_users() -> None:
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, rtol=1e-5)
     items = result.model.embed_items(encode_items(result.spec, result.items))
     assert items.shape == (len(result.items), 16)
+
+
+def test_a_new_users_embedding_follows_the_history_not_the_hash_bucket() -> None:
+    ds = planted_dataset(n_users=30)
+    result = train(ds, tower=SMALL, config=TrainConfig(epochs=1, progress=False, refit=False))
+    spec = result.spec
+    known = next(iter(latest_histories(ds.interactions, temporal_split(ds.interactions).train,
+                                       max_len=spec.settings.seq_len).values()))
+    strangers = ["new-user-a", "new-user-b"]
+    assert len({spec.users.oov_bucket(u) for u in strangers}) == 2  # two different buckets
+    same_history = [replace(known, user_id=u) for u in strangers]
+    vecs = result.model.embed_users(encode_histories(spec, same_history))
+    np.testing.assert_allclose(vecs[0], vecs[1], rtol=1e-6)
+    own = result.model.embed_users(encode_histories(spec, [known]))
+    assert not np.allclose(own[0], vecs[0])  # a known user's id still counts
