@@ -124,7 +124,8 @@ def create_app(settings: Settings, engine: RecallEngine, *, roles: Sequence[str]
                         max_future_s=settings.max_future_s, depth=settings.pipeline_depth,
                         cache_embeddings=settings.embedding_ttl_s > 0,
                         max_envelope_events=settings.max_envelope_events,
-                        max_envelope_bytes=settings.max_envelope_bytes)
+                        max_envelope_bytes=settings.max_envelope_bytes,
+                        batch_events=settings.batch_events)
     store = store or CheckpointStore(settings.checkpoint_dir())
     n, within = settings.batch_size, settings.batch_within_s
     if "recall" in roles:

@@ -78,8 +78,9 @@ class Pipeline:
                  max_future_s: float, metrics: WorkerMetrics | None = None,
                  clock: Callable[[], float] = time.time, depth: int = 2,
                  cache_embeddings: bool = True, max_envelope_events: int = 1000,
-                 max_envelope_bytes: int = 1 << 20) -> None:
+                 max_envelope_bytes: int = 1 << 20, batch_events: int = 4096) -> None:
         assert depth >= 1, "at least the batch being computed"
+        assert batch_events >= 1, "a step holds at least one event"
         self.engine = engine
         self.sink = sink
         self.max_event_bytes = max_event_bytes
@@ -89,6 +90,9 @@ class Pipeline:
         self.metrics = metrics or WorkerMetrics()
         self.clock = clock
         self.depth = depth
+        # envelopes make a batch of messages any number of events: apply and recall at most
+        # this many at a time, so a step's time and memory stay bounded
+        self.batch_events = batch_events
         self.cache_embeddings = cache_embeddings  # put each list's user embedding in the state
         self._inflight: deque[asyncio.Task[list[RecallResult]]] = deque()
 
@@ -130,12 +134,20 @@ class Pipeline:
         batches are applied and read while this one's lists are computed and published:
         up to `depth` batches are in flight (computing in worker threads, which torch and
         faiss let run beside the event loop), and each batch publishes only after the one
-        before it, so a user's lists go out in order.
+        before it, so a user's lists go out in order. A batch of more than `batch_events`
+        events (envelopes) goes through as consecutive steps of that many, each a batch
+        of its own here; the awaitable ends once the last is published.
         """
         good, bad = self._decode(messages, "interaction")
         await self.sink.dead_letters(bad)
         if not good:
             return _done()
+        size = self.batch_events
+        steps = [await self._begin_step(good[a:a + size]) for a in range(0, len(good), size)]
+        return steps[0] if len(steps) == 1 else asyncio.gather(*steps)
+
+    async def _begin_step(self, good: list[tuple[Incoming, object]]
+                          ) -> asyncio.Task[list[RecallResult]]:
         events: list[Interaction] = [r for _, r in good]  # type: ignore[misc]
         applied = await self._retry(lambda: self.engine.apply(events), "apply interactions")
         self.metrics.applied.inc(sum(applied), topic=good[0][0].topic)

@@ -47,8 +47,11 @@ class Settings:
     topics: TopicNames = field(default_factory=TopicNames)
     checkpoint_store: str = ""  # directory of published checkpoints; "" = <home>/checkpoints
     top_k: int = 100  # length of each published recall list
-    batch_size: int = 256  # micro-batch: at most this many events ...
-    batch_within_s: float = 0.005  # ... or whatever arrived within this many seconds
+    batch_size: int = 256  # micro-batch: at most this many messages ...
+    batch_within_s: float = 0.005  # ... or whatever arrived within this many seconds;
+    # its events (more than messages with envelopes) are applied and recalled this many
+    # at a time
+    batch_events: int = 4096
     # interaction batches in flight: later ones are applied while earlier lists compute
     pipeline_depth: int = 2
     # each list's user embedding is kept in Redis under (user, model version) this long,
@@ -123,6 +126,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         raise SettingsError("NEARLINE_PARTITIONS must be at least 1")
     if settings.embedding_ttl_s < 0:
         raise SettingsError("NEARLINE_EMBEDDING_TTL_S must be 0 (no cache) or positive")
+    if settings.batch_size < 1 or settings.batch_events < 1:
+        raise SettingsError("NEARLINE_BATCH_SIZE and NEARLINE_BATCH_EVENTS must be at least 1")
     if settings.pipeline_depth < 1:
         raise SettingsError("NEARLINE_PIPELINE_DEPTH must be at least 1")
     if settings.max_envelope_events < 0 or settings.max_envelope_bytes < 1:

@@ -83,3 +83,11 @@ def test_settings_bound_envelopes() -> None:
     for name, value in (("EVENTS", "-1"), ("BYTES", "0")):
         with pytest.raises(SettingsError, match="NEARLINE_MAX_ENVELOPE_EVENTS"):
             load_settings(env={**urls, f"NEARLINE_MAX_ENVELOPE_{name}": value})
+
+
+def test_settings_bound_a_step_in_events() -> None:
+    urls = {"NEARLINE_KAFKA_URL": "k:1", "NEARLINE_REDIS_URL": "redis://r:1"}
+    assert load_settings(env={**urls, "NEARLINE_BATCH_EVENTS": "512"}).batch_events == 512
+    for name in ("BATCH_SIZE", "BATCH_EVENTS"):
+        with pytest.raises(SettingsError, match="NEARLINE_BATCH_EVENTS must be at least 1"):
+            load_settings(env={**urls, f"NEARLINE_{name}": "0"})

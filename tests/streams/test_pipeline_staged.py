@@ -104,3 +104,34 @@ async def _failing(redis_url: str) -> None:
 
 def test_a_failed_batch_surfaces(redis_server) -> None:  # type: ignore[no-untyped-def]
     asyncio.run(_failing(redis_server.url))
+
+
+async def _stepped(redis_url: str) -> list[RecallResult]:
+    client = aioredis.Redis.from_url(redis_url)
+    store, sink = InMemoryUserStateStore(), CollectingSink()
+    engine = RecallEngine(store, PopularityBoard(client, prefix=f"sb{uuid.uuid4().hex[:6]}"))
+    pipeline = Pipeline(engine, sink, max_event_bytes=64 * 1024, max_future_s=86_400.0,
+                        batch_events=2)
+    envelope = [{"event_id": eid, "user_id": u, "item_id": i, "ts": ts, "type": "purchase",
+                 "quantity": 1.0}
+                for eid, u, i, ts in [("e1", "u1", "a", 1.0), ("e2", "u1", "b", 2.0),
+                                      ("e3", "u2", "a", 3.0), ("e4", "u1", "c", 4.0),
+                                      ("e5", "u3", "b", 5.0)]]
+    try:
+        done = await pipeline.begin_interactions(
+            [Incoming(orjson.dumps(envelope), topic="interactions", partition=0, offset=0,
+                      arrival=0.0)])
+        await done
+        assert len(sink.lists) == 4  # every step's lists are out when the batch's are
+    finally:
+        await client.aclose()
+    assert not sink.letters
+    return sink.lists
+
+
+def test_a_batch_of_more_events_than_a_step_holds_goes_in_steps(redis_server) -> None:  # type: ignore[no-untyped-def]
+    lists = asyncio.run(_stepped(redis_server.url))
+    # steps of two events: (e1 e2) (e3 e4) (e5), one list per user and step, in order
+    assert [(r.user_id, r.last_event_id) for r in lists] == [
+        ("u1", "e2"), ("u2", "e3"), ("u1", "e4"), ("u3", "e5")]
+    assert "c" in lists[2].items and "c" not in lists[0].items
