@@ -42,6 +42,9 @@ def _ks(text: str) -> tuple[int, ...]:
 @click.option("--one-per-batch", is_flag=True,
               help="Hold each event until the previous one has its list (one event per "
                    "micro-batch: the pace of the in-process reference).")
+@click.option("--envelope", type=click.IntRange(min=1), default=1, show_default=True,
+              metavar="N", help="Events per message: above 1, JSON-array envelopes of up to "
+                                "N events of one partition.")
 @click.option("--k", "ks", default="10,50,100", show_default=True, help="Cut-offs K.")
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Publish this checkpoint and replay with it live.")
@@ -60,8 +63,8 @@ def _ks(text: str) -> tuple[int, ...]:
 @click.option("--duration", "duration_s", type=float, default=None,
               help="With --loop: stop after this many seconds (default: Ctrl-C).")
 def replay(dataset: str, data: Path | None, columns: str | None, start: str,
-           speed: float | None, max_rate: float | None, one_per_batch: bool, ks: str,
-           checkpoint: Path | None, workers: int, limit: int | None, days: float | None,
+           speed: float | None, max_rate: float | None, one_per_batch: bool, envelope: int,
+           ks: str, checkpoint: Path | None, workers: int, limit: int | None, days: float | None,
            json_path: Path | None, plot_path: Path | None, timeout_s: float, loop: bool,
            duration_s: float | None) -> None:
     """Replay a data set's valid/test window through the real path and score it.
@@ -76,6 +79,7 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
     Examples:
       nearline replay --dataset ml100k --checkpoint runs/ml100k-... --json replay.json
       nearline replay --dataset jsonl --data market.jsonl --max-rate 2000 --plot r.png
+      nearline replay --dataset tafeng --checkpoint runs/tafeng-... --envelope 50
       nearline replay --dataset ml100k --loop --max-rate 500 --duration 600   # soak load
     """
     from streams.replay import split_window
@@ -84,6 +88,8 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
     from towers.datasets.registry import load_dataset
 
     configure_logging("info")
+    if envelope > 1 and loop:
+        raise click.UsageError("--loop produces one event per message: no --envelope with it")
     try:
         settings = load_settings()
         data_set = load_dataset(dataset, data, columns=columns)
@@ -98,9 +104,12 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
     settings = dataclasses.replace(settings, seen_filter=data_set.seen_filter,
                                    profile="films" if data_set.seen_filter else "retail")
     window = split_window(data_set, start=start, limit=limit, days=days)
-    options = ReplayOptions(ks=_ks(ks), speed=speed, max_rate=max_rate, workers=workers,
-                            timeout_s=timeout_s, checkpoint=checkpoint,
-                            one_per_batch=one_per_batch)
+    try:
+        options = ReplayOptions(ks=_ks(ks), speed=speed, max_rate=max_rate, workers=workers,
+                                timeout_s=timeout_s, checkpoint=checkpoint,
+                                one_per_batch=one_per_batch, envelope=envelope)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     logdir = Path(tempfile.mkdtemp(prefix="nearline-replay-"))
     click.echo(f"replaying {len(window.window)} events of {dataset} ({start} window), "
                f"{len(window.history)} warmed; worker logs in {logdir}")

@@ -22,14 +22,15 @@ from typing import Any
 import numpy as np
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.partitioner.default import murmur2
 
 from streams.settings import Settings
 from streams.topics import admin_options
 from towers.data import Dataset, Interactions, temporal_split
 from towers.datasets.events import INTERACTION_TYPES
 
-__all__ = ["ListLog", "ReplayWindow", "Score", "interaction_messages", "one_per_batch", "paced",
-           "score_stream", "split_window"]
+__all__ = ["Envelopes", "ListLog", "ReplayWindow", "Score", "interaction_messages",
+           "one_per_batch", "paced", "score_stream", "split_window"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,46 @@ def paced(messages: Iterable[tuple[bytes, bytes, float]], *, speed: float | None
         if wait > 0:
             time.sleep(wait)
         yield key, value
+
+
+class Envelopes:
+    """Consecutive events of one partition grouped into JSON-array envelopes of `size`.
+
+    An event's partition is the one the producer's default partitioner gives its key
+    (murmur2 of the user id, as the Java and kafka-python clients), and an envelope is
+    keyed by its first event, so it lands where each of its events would have: a user's
+    events stay on one partition, in order. A partial envelope leaves once the next event
+    finds it older than `linger_s`, and at the end. `events` counts the events sent.
+    """
+
+    def __init__(self, messages: Iterable[tuple[bytes, bytes]], *, size: int,
+                 partitions: int, linger_s: float = 0.05) -> None:
+        assert size >= 1 and partitions >= 1
+        self.messages = messages
+        self.size = size
+        self.partitions = partitions
+        self.linger_s = linger_s
+        self.events = 0
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        open_: dict[int, tuple[float, bytes, list[bytes]]] = {}  # partition -> since, key, events
+
+        def close(p: int) -> tuple[bytes, bytes]:
+            _, key, values = open_.pop(p)
+            self.events += len(values)
+            return key, b"[" + b",".join(values) + b"]"
+
+        for key, value in self.messages:
+            now = time.monotonic()
+            for p in [p for p, (since, _, _) in open_.items() if now - since > self.linger_s]:
+                yield close(p)
+            p = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+            values = open_.setdefault(p, (now, key, []))[2]
+            values.append(value)
+            if len(values) >= self.size:
+                yield close(p)
+        for p in list(open_):
+            yield close(p)
 
 
 def one_per_batch(messages: Iterable[tuple[bytes, bytes, float]], event_ids: Sequence[str],

@@ -23,6 +23,7 @@ from streams.checkpoint_store import CheckpointStore
 from streams.lifecycle import IndexBuilder, load_live_model
 from streams.pipeline import to_result
 from streams.replay import (
+    Envelopes,
     ListLog,
     ReplayWindow,
     collect,
@@ -52,6 +53,13 @@ class ReplayOptions:
     timeout_s: float = 900.0  # give up when no list has arrived for this long
     checkpoint: Path | None = None  # published and made live before the replay
     one_per_batch: bool = False  # hold each event until the previous one has its list
+    envelope: int = 1  # events per message: above 1, JSON-array envelopes of that many
+
+    def __post_init__(self) -> None:
+        if self.envelope < 1:
+            raise ValueError("a message holds at least one event")
+        if self.envelope > 1 and self.one_per_batch:
+            raise ValueError("--one-per-batch holds each event alone: no --envelope with it")
 
 
 def isolated(settings: Settings, tag: str | None = None) -> Settings:
@@ -219,8 +227,14 @@ def _produce_and_collect(settings: Settings, window: ReplayWindow, options: Repl
     messages: Any = interaction_messages(window)
     if options.one_per_batch:
         messages = one_per_batch(messages, window.event_ids, log)
-    produce(settings, paced(messages, speed=options.speed, max_rate=options.max_rate),
-            on_sent=lambda n: timeline.append((time.time(), n)) if n % 50 == 0 else None)
+    outgoing: Any = paced(messages, speed=options.speed, max_rate=options.max_rate)
+    if options.envelope > 1:
+        envelopes = Envelopes(outgoing, size=options.envelope, partitions=settings.partitions)
+        produce(settings, iter(envelopes),
+                on_sent=lambda n: timeline.append((time.time(), envelopes.events)))
+    else:
+        produce(settings, outgoing,
+                on_sent=lambda n: timeline.append((time.time(), n)) if n % 50 == 0 else None)
     timeline.append((time.time(), len(window.event_ids)))
     reader.join()  # it ends once every user has its last list, or when lists stop coming
     stop.set()
