@@ -141,7 +141,8 @@ class EmbeddedRedis(_Process):
         binary = shutil.which("redis-server")
         if binary is None:
             raise ServiceError("redis-server is not installed: run scripts/setup (apt-get)")
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="nearline-redis-"))
+        # absolute: redis-server runs in this directory and resolves --dir from there
+        self.workdir = (workdir or Path(tempfile.mkdtemp(prefix="nearline-redis-"))).resolve()
         self.port = port or self.port or free_port()
         argv = [
             binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),

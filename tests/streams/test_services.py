@@ -19,9 +19,9 @@ from streams.settings import load_settings
 pytestmark = pytest.mark.services
 
 
-def _nearline(*args: str) -> subprocess.CompletedProcess[str]:
+def _nearline(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "streams", *args], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, cwd=cwd)
 
 
 def _answers(address: str) -> bool:
@@ -87,6 +87,18 @@ def test_services_outlive_up_and_down_stops_them(tmp_path: Path) -> None:
     assert not _answers(info["kafka_url"]) and not _answers(redis_address)
     assert not (home / "services.json").exists()
     assert _nearline("status", "--home", str(home)).returncode == 1
+
+
+def test_up_with_the_default_relative_home(tmp_path: Path) -> None:
+    up = _nearline("up", "--home", ".nearline", cwd=tmp_path)  # the default: relative
+    home = tmp_path / ".nearline"
+    try:
+        assert up.returncode == 0 and "started" in up.stdout, up.stdout + up.stderr
+        info = orjson.loads((home / "services.json").read_bytes())
+        assert _answers(info["redis_url"].split("//")[1].split("/")[0])
+        assert (home / "redis" / "appendonlydir").is_dir()  # its data where it was told
+    finally:
+        services_down(home)
 
 
 def test_a_stale_record_is_reported_and_replaced(tmp_path: Path) -> None:
