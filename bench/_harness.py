@@ -27,11 +27,11 @@ import numpy as np
 import orjson
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.partitioner.default import murmur2
 
 from streams.embedded import EmbeddedBroker, EmbeddedRedis
 from streams.settings import Settings, TopicNames
 from streams.state import StateKeys
+from streams.topics import default_partition
 
 __all__ = ["Events", "Services", "StackSampler", "applied_count", "consume_until",
            "deployment", "drop_topics", "env_of", "fast_drain", "make_events", "produce_all",
@@ -150,7 +150,7 @@ def make_events(n: int, *, users: int, items: int, partitions: int, zipf: float 
             "event_id": f"{prefix}{j}", "user_id": user, "item_id": f"i{it[j]}",
             "type": kinds[j], "quantity": 1.0, "ts": round(float(ts[j]), 3),
             "region": f"r{u[j] % 4}"}))
-    part = np.array([(murmur2(k) & 0x7FFFFFFF) % partitions for k in keys], dtype=np.int64)
+    part = np.array([default_partition(k, partitions) for k in keys], dtype=np.int64)
     pos = np.zeros(n, dtype=np.int64)
     for p in range(partitions):
         mask = part == p

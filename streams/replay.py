@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.partitioner.default import murmur2
 
 from streams.settings import Settings
-from streams.topics import admin_options
+from streams.topics import admin_options, default_partition
 from towers.data import Dataset, Interactions, temporal_split
 from towers.datasets.events import INTERACTION_TYPES
 
@@ -154,7 +153,7 @@ class Envelopes:
             now = time.monotonic()
             for p in [p for p, (since, _, _) in open_.items() if now - since > self.linger_s]:
                 yield close(p)
-            p = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+            p = default_partition(key, self.partitions)
             values = open_.setdefault(p, (now, key, []))[2]
             values.append(value)
             if len(values) >= self.size:

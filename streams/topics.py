@@ -11,6 +11,7 @@ import logging
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
 
 from streams.errors import ServiceError
 from streams.settings import Settings
@@ -18,6 +19,12 @@ from streams.settings import Settings
 __all__ = ["admin_options", "ensure_topics"]
 
 logger = logging.getLogger(__name__)
+
+
+def default_partition(key: bytes, partitions: int) -> int:
+    """The partition a keyed message goes to with the default partitioner of the Java and
+    kafka-python clients (murmur2 of the key; librdkafka defaults to CRC32)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def admin_options(settings: Settings) -> dict[str, object]:

@@ -9,18 +9,14 @@ import orjson
 import pytest
 from click.testing import CliRunner
 from kafka import KafkaConsumer, TopicPartition
-from kafka.partitioner.default import murmur2
 
 from streams.cli import main
 from streams.embedded import free_port
 from streams.replay import Envelopes, interaction_messages, split_window
 from streams.replay_run import ReplayOptions, isolated, run_replay
 from streams.settings import Settings
+from streams.topics import default_partition
 from towers.datasets import MarketConfig, market_dataset
-
-
-def _partition(key: bytes, partitions: int) -> int:
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _events(n: int, users: int) -> list[tuple[bytes, bytes]]:
@@ -38,11 +34,12 @@ def test_envelopes_keep_each_partitions_events_in_order() -> None:
     for key, value in sent:
         body = orjson.loads(value)
         assert 1 <= len(body) <= 10
-        p = _partition(key, 3)  # where the producer's default partitioner sends it
-        assert {_partition(e["user_id"].encode(), 3) for e in body} == {p}
+        p = default_partition(key, 3)  # where the producer's default partitioner sends it
+        assert {default_partition(e["user_id"].encode(), 3) for e in body} == {p}
         per_partition.setdefault(p, []).extend(e["event_id"] for e in body)
     for p, ids in per_partition.items():
-        assert ids == [orjson.loads(v)["event_id"] for k, v in events if _partition(k, 3) == p]
+        assert ids == [orjson.loads(v)["event_id"] for k, v in events
+                       if default_partition(k, 3) == p]
     assert sum(len(orjson.loads(v)) == 10 for _, v in sent) >= 103 // 10 - 3  # mostly full
 
 
