@@ -88,8 +88,6 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
     from towers.datasets.registry import load_dataset
 
     configure_logging("info")
-    if envelope > 1 and loop:
-        raise click.UsageError("--loop produces one event per message: no --envelope with it")
     try:
         settings = load_settings()
         data_set = load_dataset(dataset, data, columns=columns)
@@ -97,7 +95,7 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
         raise click.ClickException(str(exc)) from exc
     if loop:
         _load(settings, data_set, start=start, limit=limit, days=days, max_rate=max_rate,
-              duration_s=duration_s)
+              duration_s=duration_s, envelope=envelope)
         return
     settings = isolated(settings)
     # the data set's protocol: films keep the seen filter on (EVALUATION.md)
@@ -126,7 +124,8 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
 
 
 def _load(settings: Settings, data_set: Dataset, *, start: str, limit: int | None,
-          days: float | None, max_rate: float | None, duration_s: float | None) -> None:
+          days: float | None, max_rate: float | None, duration_s: float | None,
+          envelope: int) -> None:
     from streams.replay import split_window
     from streams.replay_load import produce_load
 
@@ -139,7 +138,8 @@ def _load(settings: Settings, data_set: Dataset, *, start: str, limit: int | Non
     click.echo(f"producing the {len(window.window)} events of {data_set.name}'s {start} "
                f"window in a loop at {max_rate:g} events/s to {settings.topics.interactions} "
                f"({until})")
-    result = produce_load(settings, window, max_rate=max_rate, duration_s=duration_s)
+    result = produce_load(settings, window, max_rate=max_rate, duration_s=duration_s,
+                          envelope=envelope)
     click.echo(f"produced {result.events} events in {result.seconds:.1f} s "
                f"({result.rate:.0f} events/s)")
 

@@ -11,8 +11,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from streams.replay import ReplayWindow, interaction_messages, paced, produce
+from streams.replay import Envelopes, ReplayWindow, interaction_messages, paced, produce
 from streams.settings import Settings
+from streams.topics import ensure_topics, partition_count
 
 __all__ = ["LoadResult", "produce_load"]
 
@@ -28,11 +29,14 @@ class LoadResult:
 
 
 def produce_load(settings: Settings, window: ReplayWindow, *, max_rate: float,
-                 duration_s: float | None = None) -> LoadResult:
+                 duration_s: float | None = None, envelope: int = 1) -> LoadResult:
     """Produce the window again and again at `max_rate` events/s for `duration_s` seconds
-    (None: until interrupted)."""
+    (None: until interrupted); `envelope` > 1 sends that many events to a message."""
     if max_rate <= 0:
         raise ValueError("a load needs a positive --max-rate")
+    if envelope < 1:
+        raise ValueError("a message holds at least one event")
+    ensure_topics(settings)  # what the workers would create, so envelopes know the partitions
     sent = [0]
     started = time.monotonic()
     deadline = None if duration_s is None else started + duration_s
@@ -44,11 +48,15 @@ def produce_load(settings: Settings, window: ReplayWindow, *, max_rate: float,
                 return
             yield message
 
+    envelopes = Envelopes(until_deadline(), size=envelope, partitions=partition_count(
+        settings, settings.topics.interactions)) if envelope > 1 else None
+
     def count(n: int) -> None:
-        sent[0] = n
+        sent[0] = envelopes.events if envelopes is not None else n
 
     try:
-        produce(settings, until_deadline(), on_sent=count)
+        produce(settings, iter(envelopes) if envelopes is not None else until_deadline(),
+                on_sent=count)
     except KeyboardInterrupt:  # the way to end a load without --duration
         pass
     return LoadResult(sent[0], time.monotonic() - started)

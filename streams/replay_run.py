@@ -36,7 +36,7 @@ from streams.replay import (
 from streams.settings import Settings, TopicNames
 from streams.state import StateConfig, open_state_store
 from streams.state_bulk import bulk_load
-from streams.topics import ensure_topics
+from streams.topics import ensure_topics, partition_count
 from streams.worker import build_engine, live_version_now
 
 __all__ = ["ReplayOptions", "ReplayOutcome", "isolated", "prepare", "run_replay", "worker_env"]
@@ -229,7 +229,8 @@ def _produce_and_collect(settings: Settings, window: ReplayWindow, options: Repl
         messages = one_per_batch(messages, window.event_ids, log)
     outgoing: Any = paced(messages, speed=options.speed, max_rate=options.max_rate)
     if options.envelope > 1:
-        envelopes = Envelopes(outgoing, size=options.envelope, partitions=settings.partitions)
+        envelopes = Envelopes(outgoing, size=options.envelope,
+                              partitions=partition_count(settings, settings.topics.interactions))
         produce(settings, iter(envelopes),
                 on_sent=lambda n: timeline.append((time.time(), envelopes.events)))
     else:

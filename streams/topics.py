@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
@@ -38,6 +39,21 @@ def admin_options(settings: Settings) -> dict[str, object]:
     if settings.kafka_ssl_cafile:
         options["ssl_cafile"] = settings.kafka_ssl_cafile
     return options
+
+
+def partition_count(settings: Settings, topic: str) -> int:
+    """How many partitions `topic` has: what a producer's partitioner divides by."""
+    try:
+        consumer = KafkaConsumer(**admin_options(settings))  # type: ignore[arg-type]
+    except KafkaError as exc:
+        raise ServiceError(f"cannot reach Kafka at {settings.kafka_url}: {exc}") from exc
+    try:
+        parts = consumer.partitions_for_topic(topic)
+    finally:
+        consumer.close()
+    if not parts:
+        raise ServiceError(f"topic {topic} does not exist at {settings.kafka_url}")
+    return len(parts)
 
 
 def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:

@@ -58,3 +58,29 @@ def test_loop_needs_a_rate() -> None:
                                 env={"NEARLINE_KAFKA_URL": "127.0.0.1:1",
                                      "NEARLINE_REDIS_URL": "redis://127.0.0.1:1"})
     assert result.exit_code != 0 and "--max-rate" in result.output
+
+
+@pytest.mark.services
+def test_loop_with_envelopes(broker, redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    topic = f"load-env-{uuid.uuid4().hex[:8]}"
+    env = {"NEARLINE_KAFKA_URL": broker.url, "NEARLINE_REDIS_URL": redis_server.url,
+           "NEARLINE_HOME": str(tmp_path), "NEARLINE_TOPIC_INTERACTIONS": topic,
+           "NEARLINE_PARTITIONS": "3"}
+    result = CliRunner().invoke(main, ["replay", "--dataset", "market", "--limit", "50",
+                                       "--loop", "--max-rate", "300", "--duration", "2",
+                                       "--envelope", "10"], env=env)
+    assert result.exit_code == 0, result.output
+    produced = int(result.output.split("produced ")[1].split()[0])
+    assert 300 <= produced <= 700
+
+    consumer = KafkaConsumer(bootstrap_servers=broker.url, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=3000)
+    parts = consumer.partitions_for_topic(topic) or {0}
+    assert len(parts) == 3
+    consumer.assign([TopicPartition(topic, p) for p in parts])
+    messages = [orjson.loads(r.value) for r in consumer]
+    consumer.close()
+    assert all(isinstance(m, list) and 1 <= len(m) <= 10 for m in messages)
+    ids = [e["event_id"] for m in messages for e in m]
+    assert len(ids) == produced and len(set(ids)) == produced
+    assert len(messages) < produced / 3  # most envelopes hold several events
