@@ -17,7 +17,7 @@ from kafka.partitioner.default import murmur2
 from streams.errors import ServiceError
 from streams.settings import Settings
 
-__all__ = ["admin_options", "ensure_topics"]
+__all__ = ["admin_options", "default_partition", "ensure_topics", "partition_count"]
 
 logger = logging.getLogger(__name__)
 
