@@ -79,9 +79,13 @@ def test_an_enveloped_replay_reaches_every_users_last_event(broker, redis_server
     consumer = KafkaConsumer(bootstrap_servers=broker.url, auto_offset_reset="earliest",
                              enable_auto_commit=False, consumer_timeout_ms=3000)
     consumer.assign([TopicPartition(topic, p) for p in range(settings.partitions)])
-    messages = [orjson.loads(r.value) for r in consumer]
+    records = [(r.partition, orjson.loads(r.value)) for r in consumer]
     consumer.close()
+    messages = [m for _, m in records]
     assert all(isinstance(m, list) and 1 <= len(m) <= 25 for m in messages)
+    # the producer sent each envelope where each of its events would have gone alone
+    assert all(default_partition(e["user_id"].encode(), settings.partitions) == p
+               for p, m in records for e in m)
     assert len(messages) < 300 // 5  # grouped: a message holds many events
     assert sorted(e["event_id"] for m in messages for e in m) == sorted(window.event_ids)
     stream = report["systems"]["nearline"]["stream"]
