@@ -36,7 +36,6 @@ def produce_load(settings: Settings, window: ReplayWindow, *, max_rate: float,
         raise ValueError("a load needs a positive --max-rate")
     if envelope < 1:
         raise ValueError("a message holds at least one event")
-    ensure_topics(settings)  # what the workers would create, so envelopes know the partitions
     sent = [0]
     started = time.monotonic()
     deadline = None if duration_s is None else started + duration_s
@@ -48,8 +47,11 @@ def produce_load(settings: Settings, window: ReplayWindow, *, max_rate: float,
                 return
             yield message
 
-    envelopes = Envelopes(until_deadline(), size=envelope, partitions=partition_count(
-        settings, settings.topics.interactions)) if envelope > 1 else None
+    envelopes = None
+    if envelope > 1:  # grouped by partition: the topic must exist to say how many it has
+        ensure_topics(settings)  # (what the workers would create)
+        envelopes = Envelopes(until_deadline(), size=envelope, partitions=partition_count(
+            settings, settings.topics.interactions))
 
     def count(n: int) -> None:
         sent[0] = envelopes.events if envelopes is not None else n
