@@ -28,9 +28,9 @@ import orjson
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.embedded import EmbeddedBroker, EmbeddedRedis
+from streams.services.embedded import EmbeddedBroker, EmbeddedRedis
 from streams.settings import Settings, TopicNames
-from streams.state import StateKeys
+from streams.state.contract import StateKeys
 from streams.topics import default_partition
 
 __all__ = ["Events", "Services", "StackSampler", "applied_count", "consume_until",
@@ -489,7 +489,7 @@ def faust_noop_main() -> None:
     """A Faust app from `faust_app(settings)` whose agent only counts (and acks) events."""
     import faust
 
-    from streams.app import faust_app
+    from streams.worker.app import faust_app
 
     settings, progress, _ = _child_setup()
     assert progress is not None
@@ -498,7 +498,7 @@ def faust_noop_main() -> None:
                       key_serializer="raw", value_serializer="raw")
     n, within = settings.batch_size, settings.batch_within_s
 
-    async def batched(stream: faust.StreamT) -> None:  # the shape of streams.app's agents
+    async def batched(stream: faust.StreamT) -> None:  # the shape of streams.worker.app's agents
         async for events in stream.noack_take(n, within=within):
             progress.add(len(events))
             for e in events:
@@ -515,7 +515,7 @@ def faust_noop_main() -> None:
 
 def worker_main() -> None:
     """`nearline worker` (argv as for the command), sampled when BENCH_PROFILE is set."""
-    from streams.cli_worker import worker
+    from streams.cli.worker import worker
 
     _, _, sampler = _child_setup()
     try:

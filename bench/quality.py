@@ -25,10 +25,10 @@ import orjson
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streams.evaluation import evaluate, format_table, write_json
+from streams.evaluation.protocols import evaluate, format_table, write_json
+from streams.evaluation.systems import evaluation_systems, itemcf_table
 from streams.logs import configure_logging
-from streams.systems import evaluation_systems, itemcf_table
-from streams.two_tower import TowerBundle
+from streams.recall.two_tower import TowerBundle
 from towers.checkpoint import save_checkpoint
 from towers.data import Dataset, temporal_split
 from towers.datasets.registry import load_dataset

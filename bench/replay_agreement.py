@@ -19,11 +19,11 @@ from pathlib import Path
 
 import orjson
 
-from streams.embedded import EmbeddedBroker, EmbeddedRedis, free_port
 from streams.logs import configure_logging
-from streams.replay import split_window
-from streams.replay_reference import compare_lists, hitrate_gap, reference_lists
-from streams.replay_run import ReplayOptions, isolated, prepare, run_replay
+from streams.replay.reference import compare_lists, hitrate_gap, reference_lists
+from streams.replay.run import ReplayOptions, isolated, prepare, run_replay
+from streams.replay.window import split_window
+from streams.services.embedded import EmbeddedBroker, EmbeddedRedis, free_port
 from streams.settings import Settings
 from towers.datasets.registry import DATASETS, load_dataset
 

@@ -44,8 +44,8 @@ import orjson
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.embedded import EmbeddedBroker, EmbeddedRedis, free_port
-from streams.replay_run import worker_env
+from streams.replay.run import worker_env
+from streams.services.embedded import EmbeddedBroker, EmbeddedRedis, free_port
 from streams.settings import Settings, TopicNames
 from streams.topics import ensure_topics
 
@@ -176,7 +176,7 @@ class WorkerProc:
 
 def start_worker(settings: Settings, log: Path, timeout: float = 120.0) -> WorkerProc:
     port = free_port()
-    code = "from streams.cli_worker import worker; worker()"
+    code = "from streams.cli.worker import worker; worker()"
     with open(log, "ab") as out:  # cwd: Faust puts its <app_id>-data directory there
         proc = subprocess.Popen([sys.executable, "-c", code, "--agents", "recall"],
                                 cwd=log.parent,
@@ -199,9 +199,10 @@ def start_worker(settings: Settings, log: Path, timeout: float = 120.0) -> Worke
 
 def make_model_live(settings: Settings, options: SoakOptions, work: Path) -> str:
     from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
-    from streams.checkpoint_store import CheckpointStore
-    from streams.lifecycle import IndexBuilder
-    from streams.state import StateConfig, open_state_store
+    from streams.models.lifecycle import IndexBuilder
+    from streams.models.store import CheckpointStore
+    from streams.state.connect import open_state_store
+    from streams.state.contract import StateConfig
 
     data = synthetic_dataset(n_items=options.items, n_users=options.users,
                              n_events=20 * options.items, seed=options.seed)

@@ -1,6 +1,6 @@
 """Benchmark of the user-state stores: apply throughput, history-read latency, bulk load.
 
-Starts its own redis-server (streams.embedded.EmbeddedRedis, AOF everysec as in local
+Starts its own redis-server (streams.services.embedded.EmbeddedRedis, AOF everysec as in local
 runs) on a free loopback port. Usage:
 
     python bench/state.py [--users 10000] [--events-per-user 100] [--json out.json]
@@ -22,11 +22,11 @@ import orjson
 import redis
 from redis.utils import HIREDIS_AVAILABLE
 
-from streams.embedded import EmbeddedRedis
-from streams.state import InteractionUpdate, StateConfig, UserStateStore
-from streams.state_bulk import bulk_load
-from streams.state_memory import InMemoryUserStateStore
-from streams.state_redis import RedisUserStateStore
+from streams.services.embedded import EmbeddedRedis
+from streams.state.bulk import bulk_load
+from streams.state.contract import InteractionUpdate, StateConfig, UserStateStore
+from streams.state.memory_store import InMemoryUserStateStore
+from streams.state.redis_store import RedisUserStateStore
 from towers.data import Interactions
 
 

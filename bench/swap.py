@@ -33,14 +33,15 @@ from bench._harness import wait_for
 from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
 from index import IndexConfig
 from index.config import BACKENDS
-from streams.checkpoint_store import CheckpointStore
-from streams.cli_models import announce
-from streams.embedded import EmbeddedBroker, EmbeddedRedis, free_port
-from streams.lifecycle import IndexBuilder
+from streams.cli.models import announce
 from streams.logs import configure_logging
-from streams.replay_run import worker_env
+from streams.models.lifecycle import IndexBuilder
+from streams.models.store import CheckpointStore
+from streams.replay.run import worker_env
+from streams.services.embedded import EmbeddedBroker, EmbeddedRedis, free_port
 from streams.settings import Settings
-from streams.state import StateConfig, open_state_store
+from streams.state.connect import open_state_store
+from streams.state.contract import StateConfig
 from streams.topics import ensure_topics
 
 
@@ -102,7 +103,7 @@ def run(settings: Settings, args: argparse.Namespace, work: Path,
         asyncio.run(_build(settings, store, version_b, make_live=False))
     ports = [free_port() for _ in range(args.workers + 1)]
     roles = ["index"] + ["recall"] * args.workers
-    code = "from streams.cli_worker import worker; worker()"
+    code = "from streams.cli.worker import worker; worker()"
     for j, (role, port) in enumerate(zip(roles, ports, strict=True)):
         with open(work / f"worker-{j}.log", "ab") as log:
             procs.append(subprocess.Popen(

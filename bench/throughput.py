@@ -10,7 +10,7 @@ user, 4 partitions) are produced once, before any consumer starts; then, one at 
 each consumer group reads that pre-filled topic from the start:
 
 - raw: an aiokafka consumer that decodes every value (the transport ceiling);
-- faust no-op: an agent on `streams.app.faust_app(settings)` shaped like the worker's
+- faust no-op: an agent on `streams.worker.app.faust_app(settings)` shaped like the worker's
   (noack_take(batch_size, within) + acks), and a plain `async for` agent;
 - pipeline: `nearline worker --agents recall` with a random-weight two-tower model over a
   `--items` catalogue (state update, user tower, index search, merge, publish);
@@ -48,7 +48,7 @@ import numpy as np
 import orjson
 
 from bench import _harness as h
-from streams.embedded import free_port
+from streams.services.embedded import free_port
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -242,12 +242,12 @@ class Bench:
     def build_model(self) -> str | None:
         """A random-weight two-tower checkpoint over the catalogue, published and indexed."""
         try:
-            import streams.two_tower  # noqa: F401
+            import streams.recall.two_tower  # noqa: F401
         except ImportError as exc:
             logger.warning("no two-tower channel (%s): measuring without a model", exc)
             return None
         from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
-        from streams.checkpoint_store import CheckpointStore
+        from streams.models.store import CheckpointStore
 
         a = self.args
         data = synthetic_dataset(n_items=a.items, n_users=a.users, n_events=3 * a.users)
@@ -325,10 +325,11 @@ class ProfileWindow:
 
 async def _make_live(settings: Settings, root: Path, version: str, backend: str) -> None:
     from index import IndexConfig, save_index
-    from streams.checkpoint_store import CheckpointStore
-    from streams.lifecycle import IndexBuilder
-    from streams.state import StateConfig, open_state_store
-    from streams.two_tower import TowerBundle
+    from streams.models.lifecycle import IndexBuilder
+    from streams.models.store import CheckpointStore
+    from streams.recall.two_tower import TowerBundle
+    from streams.state.connect import open_state_store
+    from streams.state.contract import StateConfig
 
     store = CheckpointStore(root)
     if backend != "auto" and not store.is_ready(version):  # the index agent builds "auto"

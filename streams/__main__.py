@@ -1,5 +1,5 @@
 """`python -m streams`: the `nearline` command."""
 
-from streams.cli import main
+from streams.cli.main import main
 
 main(prog_name="nearline")

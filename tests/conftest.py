@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.embedded import EmbeddedBroker, EmbeddedRedis
+from streams.services.embedded import EmbeddedBroker, EmbeddedRedis
 
 REPO = Path(__file__).resolve().parent.parent
 

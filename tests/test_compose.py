@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import yaml
 
-from streams.cli import main
+from streams.cli.main import main
 from streams.settings import TopicNames, environment_names
 
 COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"

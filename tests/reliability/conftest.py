@@ -30,9 +30,10 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from streams.embedded import free_port
+from streams.services.embedded import free_port
 from streams.settings import Settings, load_settings
-from streams.state import StateConfig, open_state_store
+from streams.state.connect import open_state_store
+from streams.state.contract import StateConfig
 from tests.streams.harness import WorkerProcess, consume, deployment_env, get_json
 
 T0 = 1_700_000_000.0
@@ -154,7 +155,7 @@ class Worker(WorkerProcess):
         self.args = list(args)
 
     def start(self, timeout: float = 60.0) -> Worker:
-        code = "from streams.cli_worker import worker; worker()"
+        code = "from streams.cli.worker import worker; worker()"
         with open(self.log, "ab") as out:  # cwd: Faust puts its <app_id>-data directory there
             self.proc = subprocess.Popen([sys.executable, "-c", code, *self.args],
                                          cwd=self.log.parent,

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from streams.engine import RecallEngine
-from streams.pipeline import Incoming, Pipeline
-from streams.popularity import PopularityBoard
-from streams.state_memory import InMemoryUserStateStore
+from streams.state.memory_store import InMemoryUserStateStore
+from streams.state.popularity import PopularityBoard
+from streams.worker.engine import RecallEngine
+from streams.worker.pipeline import Incoming, Pipeline
 from tests.reliability.conftest import STREAM, parse_metrics
 from tests.streams.harness import CollectingSink
 

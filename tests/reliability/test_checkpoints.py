@@ -24,13 +24,14 @@ from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
 from index import IndexConfig, IndexFileError, build_index, load_index, save_index
 from index.config import BACKENDS
 from index.store import sha256_file
-from streams.checkpoint_store import CheckpointStore
-from streams.engine import RecallEngine
 from streams.errors import SettingsError
-from streams.lifecycle import IndexBuilder, LiveVersionWatcher, load_live_model
+from streams.models.lifecycle import IndexBuilder, load_live_model
+from streams.models.store import CheckpointStore
+from streams.recall.two_tower import TowerBundle
 from streams.settings import INDEX_BACKENDS, load_settings
-from streams.state_memory import InMemoryUserStateStore
-from streams.two_tower import TowerBundle
+from streams.state.memory_store import InMemoryUserStateStore
+from streams.worker.engine import RecallEngine
+from streams.worker.watcher import LiveVersionWatcher
 from towers.checkpoint import _sha256
 from towers.errors import CheckpointError
 

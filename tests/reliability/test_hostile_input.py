@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from streams.errors import EventError
-from streams.records import DEAD_LETTER_KEEP, dead_letter, decode_message, decode_record
-from streams.state import StateKeys
+from streams.state.contract import StateKeys
+from streams.worker.records import DEAD_LETTER_KEEP, dead_letter, decode_message, decode_record
 from tests.reliability.conftest import (
     ACCOUNTS,
     Accounting,

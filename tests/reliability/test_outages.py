@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench._harness import wait_for
-from streams.embedded import EmbeddedBroker, EmbeddedRedis
 from streams.errors import ServiceError
+from streams.services.embedded import EmbeddedBroker, EmbeddedRedis
 from streams.topics import ensure_topics
 from tests.reliability.conftest import (
     STREAM,

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from streams.embedded import free_port
-from streams.state import StateConfig, open_state_store
+from streams.services.embedded import free_port
+from streams.state.connect import open_state_store
+from streams.state.contract import StateConfig
 
 pytestmark = pytest.mark.services
 

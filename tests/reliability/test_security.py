@@ -14,10 +14,10 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from kafka.admin import KafkaAdminClient
 
 import streams.topics
-from streams.app import faust_app
-from streams.embedded import EmbeddedRedis
+from streams.services.embedded import EmbeddedRedis
 from streams.settings import Settings, load_settings
 from streams.topics import admin_options, ensure_topics
+from streams.worker.app import faust_app
 from tests.reliability.conftest import STREAM, Deployment, Worker
 
 PASSWORD = "pw-S3cr3t-9f2c"

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.embedded import free_port
-from streams.records import DeadLetter, RecallResult
+from streams.services.embedded import free_port
+from streams.worker.records import DeadLetter, RecallResult
 
 REPO = Path(__file__).resolve().parents[2]
 TOPICS = ("interactions", "context", "items", "checkpoints", "recalls", "dead_letter")
@@ -49,7 +49,7 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.env['NEARLINE_WEB_PORT']}"
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
-        code = "from streams.cli_worker import worker; worker()"
+        code = "from streams.cli.worker import worker; worker()"
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO,
                                          env={**os.environ, **self.env}, stdout=out,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streams.channels import (
+from streams.recall.channels import (
     ItemIds,
     PopularityChannel,
     PopularityConfig,
@@ -13,7 +13,7 @@ from streams.channels import (
     RepeatConfig,
     first_k,
 )
-from streams.itemcf import ItemCFChannel, ItemCFConfig
+from streams.recall.itemcf import ItemCFChannel, ItemCFConfig
 from towers.data import Dataset, Interactions
 from towers.sequence import DAY, UserHistory
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from streams.cli import COMMANDS, main
+from streams.cli.main import COMMANDS, main
 from towers.datasets.registry import load_dataset
 
 
@@ -109,7 +109,7 @@ def test_version_and_python_dash_m() -> None:
 
 
 def test_service_commands_load_without_torch_or_faiss(tmp_path: Path) -> None:
-    code = ("import sys; from click.testing import CliRunner; from streams.cli import main; "
+    code = ("import sys; from click.testing import CliRunner; from streams.cli.main import main; "
             f"r = CliRunner().invoke(main, ['status', '--home', {str(tmp_path)!r}]); "
             "print(r.exit_code, sorted({'torch', 'faiss', 'faust'} & set(sys.modules)))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -123,7 +123,7 @@ def test_publish_builds_the_index_before_announcing(broker, redis_server, tmp_pa
 
     from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
     from index import load_index
-    from streams.checkpoint_store import CheckpointStore
+    from streams.models.store import CheckpointStore
 
     store = CheckpointStore(tmp_path / "store")
     topic = f"checkpoints-{tmp_path.name}"

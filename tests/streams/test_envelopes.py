@@ -6,8 +6,8 @@ import orjson
 import pytest
 
 from streams.errors import EventError, SettingsError
-from streams.records import Interaction, decode_message
 from streams.settings import load_settings
+from streams.worker.records import Interaction, decode_message
 
 NOW = 1.7e9
 

@@ -9,7 +9,13 @@ import numpy as np
 import orjson
 import pytest
 
-from streams.evaluation import EvalSplit, evaluate, evaluate_system, format_table, write_json
+from streams.evaluation.protocols import (
+    EvalSplit,
+    evaluate,
+    evaluate_system,
+    format_table,
+    write_json,
+)
 from towers.data import ContextRecord, Dataset, Interactions
 
 L3 = 1.0 / np.log2(3)
@@ -160,7 +166,7 @@ def test_temporal_split_boundary() -> None:
 
 @pytest.mark.data
 def test_movielens_sanity_figures(shared_data: Path) -> None:
-    from streams.baselines import baseline_systems
+    from streams.evaluation.baselines import baseline_systems
     from towers.datasets import read_movielens
 
     data = read_movielens(shared_data / "movielens" / "ml-100k")
@@ -178,7 +184,7 @@ def test_movielens_sanity_figures(shared_data: Path) -> None:
 
 
 def test_baselines_run_end_to_end_on_a_small_market() -> None:
-    from streams.baselines import baseline_systems
+    from streams.evaluation.baselines import baseline_systems
 
     rng = np.random.default_rng(11)
     n = 3000

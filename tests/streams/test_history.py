@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streams.history import InMemoryHistories
+from streams.recall.history import InMemoryHistories
 from towers.data import Interactions
 
 

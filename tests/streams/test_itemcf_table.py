@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from streams.history import InMemoryHistories
-from streams.itemcf import ItemCFChannel, ItemCFConfig
+from streams.recall.history import InMemoryHistories
+from streams.recall.itemcf import ItemCFChannel, ItemCFConfig
 from towers.datasets import load_dataset
 
 

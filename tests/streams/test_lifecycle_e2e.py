@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
-from streams.checkpoint_store import CheckpointStore
-from streams.cli_models import announce
+from streams.cli.models import announce
+from streams.models.store import CheckpointStore
 from streams.settings import load_settings
 from tests.streams.harness import WorkerProcess, consume, deployment_env, get_json, produce
 from towers.checkpoint import _sha256
@@ -125,6 +125,6 @@ def test_publish_swap_reject_and_restart(broker, redis_server, tmp_path) -> None
 
 
 def _other_port() -> str:
-    from streams.embedded import free_port
+    from streams.services.embedded import free_port
 
     return str(free_port())

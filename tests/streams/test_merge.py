@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.merge import MergeConfig, merge
+from streams.recall.merge import MergeConfig, merge
 
 A = ("A", [("a", 3.0), ("b", 2.0), ("c", 1.0)])
 B = ("B", [("b", 5.0), ("d", 4.0)])

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from streams.metrics import Registry
-from streams.worker_metrics import WorkerMetrics
+from streams.worker.metrics import WorkerMetrics
+from streams.worker.registry import Registry
 
 _LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
 

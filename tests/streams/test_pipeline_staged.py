@@ -14,11 +14,11 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from streams.engine import RecallEngine, RecallInput
-from streams.pipeline import Incoming, Pipeline
-from streams.popularity import PopularityBoard
-from streams.records import RecallResult
-from streams.state_memory import InMemoryUserStateStore
+from streams.state.memory_store import InMemoryUserStateStore
+from streams.state.popularity import PopularityBoard
+from streams.worker.engine import RecallEngine, RecallInput
+from streams.worker.pipeline import Incoming, Pipeline
+from streams.worker.records import RecallResult
 from tests.streams.harness import CollectingSink
 
 

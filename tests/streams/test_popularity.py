@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
-from streams.channels import PopularityChannel, PopularityConfig
-from streams.popularity import PopularityBoard, RankedPopularity
+from streams.recall.channels import PopularityChannel, PopularityConfig
+from streams.recall.ranked_popularity import RankedPopularity
+from streams.state.popularity import PopularityBoard
 from towers.data import Interactions
 from towers.sequence import DAY, UserHistory
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from streams.quality import hit_rate, ndcg, offline_metrics, recall
+from streams.evaluation.metrics import hit_rate, ndcg, offline_metrics, recall
 
 L3 = 1.0 / math.log2(3)  # discount of the second position
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from streams.channels import PopularityChannel, RepeatChannel
-from streams.history import InMemoryHistories
-from streams.merge import MergeConfig
-from streams.recall import Filters, Recaller, RecallerSystem
+from streams.recall.channels import PopularityChannel, RepeatChannel
+from streams.recall.history import InMemoryHistories
+from streams.recall.merge import MergeConfig
+from streams.recall.recaller import Filters, Recaller, RecallerSystem
 from towers.data import ContextRecord, Dataset, Interactions
 
 # popularity: p1 (4 lines) > p2 (3) > p3 (2) = b (2, seen later) > a (1);

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from streams.embedded import free_port
-from streams.replay import split_window
-from streams.replay_reference import compare_lists, hitrate_gap, reference_lists
-from streams.replay_run import ReplayOptions, isolated, prepare, run_replay
+from streams.replay.reference import compare_lists, hitrate_gap, reference_lists
+from streams.replay.run import ReplayOptions, isolated, prepare, run_replay
+from streams.replay.window import split_window
+from streams.services.embedded import free_port
 from streams.settings import Settings
 from towers.datasets import MarketConfig, market_dataset
 

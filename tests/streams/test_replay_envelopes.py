@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.cli import main
-from streams.embedded import free_port
-from streams.replay import Envelopes, interaction_messages, split_window
-from streams.replay_run import ReplayOptions, isolated, run_replay
+from streams.cli.main import main
+from streams.replay.run import ReplayOptions, isolated, run_replay
+from streams.replay.window import Envelopes, interaction_messages, split_window
+from streams.services.embedded import free_port
 from streams.settings import Settings
 from streams.topics import default_partition
 from towers.datasets import MarketConfig, market_dataset

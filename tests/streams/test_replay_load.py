@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.cli import main
-from streams.replay import interaction_messages, split_window
+from streams.cli.main import main
+from streams.replay.window import interaction_messages, split_window
 from towers.datasets import MarketConfig, market_dataset
 
 

@@ -9,12 +9,12 @@ from collections.abc import Container, Sequence
 import pytest
 import redis.asyncio as aioredis
 
-from streams.engine import EngineConfig, RecallEngine, UserRecall
-from streams.merge import MergeConfig
-from streams.popularity import PopularityBoard
-from streams.records import Interaction
-from streams.returning import ReturningConfig, ReturningPopularity
-from streams.state_memory import InMemoryUserStateStore
+from streams.recall.merge import MergeConfig
+from streams.recall.returning import ReturningConfig, ReturningPopularity
+from streams.state.memory_store import InMemoryUserStateStore
+from streams.state.popularity import PopularityBoard
+from streams.worker.engine import EngineConfig, RecallEngine, UserRecall
+from streams.worker.records import Interaction
 from towers.sequence import DAY, UserHistory
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.services import services_down, services_status
+from streams.services.control import services_down, services_status
 from streams.settings import load_settings
 
 pytestmark = pytest.mark.services

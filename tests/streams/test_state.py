@@ -13,10 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.state import InteractionUpdate, StateConfig, UserStateStore, open_state_store
-from streams.state_bulk import fold_users
-from streams.state_memory import InMemoryUserStateStore, UserState
-from streams.state_redis import RedisUserStateStore
+from streams.state.bulk import fold_users
+from streams.state.connect import open_state_store
+from streams.state.contract import InteractionUpdate, StateConfig, UserStateStore
+from streams.state.memory_store import InMemoryUserStateStore, UserState
+from streams.state.redis_store import RedisUserStateStore
 from towers.data import Interactions
 from towers.sequence import UserHistory
 

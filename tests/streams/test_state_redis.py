@@ -10,11 +10,11 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from streams.embedded import free_port
-from streams.state import InteractionUpdate, StateConfig, StateKeys, StateStoreError
-from streams.state_bulk import bulk_load
-from streams.state_memory import InMemoryUserStateStore
-from streams.state_redis import RedisUserStateStore
+from streams.services.embedded import free_port
+from streams.state.bulk import bulk_load
+from streams.state.contract import InteractionUpdate, StateConfig, StateKeys, StateStoreError
+from streams.state.memory_store import InMemoryUserStateStore
+from streams.state.redis_store import RedisUserStateStore
 from towers.data import Interactions
 
 from .test_state import FakeClock, ev, make_store

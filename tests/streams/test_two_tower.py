@@ -14,12 +14,13 @@ import redis.asyncio as aioredis
 import torch
 
 from index import IndexFileError, save_index
-from streams.engine import LiveModel, RecallEngine
-from streams.pipeline import Incoming, Pipeline
-from streams.popularity import PopularityBoard
-from streams.state_memory import InMemoryUserStateStore
-from streams.systems import evaluation_systems, nearline_system, two_tower_system
-from streams.two_tower import BatchEmbeddings, TowerBundle, TwoTowerChannel
+from streams.evaluation.systems import evaluation_systems, nearline_system, two_tower_system
+from streams.models.lifecycle import LiveModel
+from streams.recall.two_tower import BatchEmbeddings, TowerBundle, TwoTowerChannel
+from streams.state.memory_store import InMemoryUserStateStore
+from streams.state.popularity import PopularityBoard
+from streams.worker.engine import RecallEngine
+from streams.worker.pipeline import Incoming, Pipeline
 from tests.streams.harness import CollectingSink
 from towers.checkpoint import save_checkpoint
 from towers.data import Dataset, temporal_split

@@ -9,7 +9,8 @@ import time
 import orjson
 import pytest
 
-from streams.state import StateConfig, open_state_store
+from streams.state.connect import open_state_store
+from streams.state.contract import StateConfig
 from tests.streams.harness import WorkerProcess, consume, deployment_env, get_json, produce
 
 pytestmark = pytest.mark.services

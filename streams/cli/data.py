@@ -1,0 +1,163 @@
+"""`nearline simulate`, `nearline train`, `nearline evaluate`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import orjson
+
+from towers.datasets.registry import DATASETS
+from towers.errors import TowersError
+
+__all__ = ["evaluate", "simulate", "train"]
+
+
+def _dataset_options(f):  # type: ignore[no-untyped-def]
+    f = click.option("--columns", default=None,
+                     help="retail-csv mapping: user=COL,item=COL,ts=COL,qty=COL,"
+                          "price=COL[,category=COL,region=COL].")(f)
+    f = click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
+                     help="File or folder (public sets default to $NEARLINE_DATA).")(f)
+    return click.option("--dataset", type=click.Choice(DATASETS), required=True)(f)
+
+
+def _load(dataset: str, data: Path | None, columns: str | None):  # type: ignore[no-untyped-def]
+    from towers.datasets.registry import load_dataset
+
+    try:
+        loaded = load_dataset(dataset, data, columns=columns, on_error="skip")
+    except TowersError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if loaded.skipped:
+        click.echo(f"skipped rows: {loaded.skipped}", err=True)
+    return loaded
+
+
+@click.command("simulate")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=90, show_default=True)
+@click.option("--stores", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--skus", type=click.IntRange(min=1), default=300, show_default=True)
+def simulate(out: Path, seed: int, days: int, stores: int, skus: int) -> None:
+    """Write a seeded fast-moving-consumer-goods market as JSON-lines events.
+
+    \b
+    Example:
+      nearline simulate --out market.jsonl --days 60 --seed 7
+    """
+    from towers.datasets import MarketConfig, write_market_jsonl
+
+    try:
+        config = MarketConfig(seed=seed, days=days, n_stores=stores, n_skus=skus)
+    except AssertionError as exc:
+        raise click.ClickException(f"market settings: {exc}") from exc
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        n = write_market_jsonl(out, config)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from exc
+    click.echo(f"wrote {n} events to {out}")
+
+
+@click.command("train")
+@_dataset_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Checkpoints go into a new versioned folder under it.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Upper bound on epochs (default: the training defaults).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Wall-clock budget per fit.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def train(dataset: str, data: Path | None, columns: str | None, out: Path,
+          epochs: int | None, seed: int, max_seconds: float | None, no_progress: bool) -> None:
+    """Train the two towers (and the item-to-item table) and save a checkpoint.
+
+    Early stopping on the valid window's streaming HitRate@50, then a refit on
+    train+valid; the test window is never seen.
+
+    \b
+    Examples:
+      nearline train --dataset ml100k --out runs/
+      nearline train --dataset jsonl --data market.jsonl --out runs/ --max-seconds 120
+    """
+    from streams.evaluation.systems import itemcf_table
+    from towers.checkpoint import save_checkpoint
+    from towers.data import temporal_split
+    from towers.train import TrainConfig
+    from towers.train import train as fit
+
+    loaded = _load(dataset, data, columns)
+    options: dict[str, object] = {"seed": seed, "max_seconds": max_seconds,
+                                  "progress": not no_progress}
+    if epochs is not None:
+        options["epochs"] = epochs
+    started = time.perf_counter()
+    try:
+        result = fit(loaded, config=TrainConfig(**options))  # type: ignore[arg-type]
+    except TowersError as exc:
+        raise click.ClickException(str(exc)) from exc
+    split = temporal_split(loaded.interactions)
+    seen = loaded.interactions.take(split.order[: len(split.train) + len(split.valid)])
+    table = itemcf_table(loaded, seen)
+    metrics = {**result.metrics, "train_s": round(time.perf_counter() - started, 1)}
+    try:
+        path = save_checkpoint(out, model=result.model, spec=result.spec, items=result.items,
+                               metrics=metrics, dataset=loaded.name,
+                               extras={"neighbours.json": orjson.dumps(
+                                   table.to_json(), option=orjson.OPT_SERIALIZE_NUMPY)})
+    except OSError as exc:
+        raise click.ClickException(f"cannot save under {out}: {exc.strerror or exc}") from exc
+    click.echo(f"checkpoint {path.name} in {path}")
+    shown = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
+    click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
+
+
+@click.command("evaluate")
+@_dataset_options
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Adds the two_tower and nearline systems.")
+@click.option("--k", "ks", default="10,50,100", show_default=True)
+@click.option("--protocol", "protocols", default="offline,stream,frozen", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write the EVALUATION.md JSON here.")
+def evaluate(dataset: str, data: Path | None, columns: str | None, checkpoint: Path | None,
+             ks: str, protocols: str, json_path: Path | None) -> None:
+    """Evaluate baselines (and a checkpoint) with the protocols of EVALUATION.md.
+
+    \b
+    Examples:
+      nearline evaluate --dataset ml100k --checkpoint runs/ml100k-...
+      nearline evaluate --dataset retail-csv --data sales.csv \\
+          --columns user=customer,item=sku,ts=date,qty=units,price=unit_price
+    """
+    from streams.evaluation.protocols import PROTOCOLS, format_table, write_json
+    from streams.evaluation.protocols import evaluate as run
+    from streams.evaluation.systems import evaluation_systems
+    from streams.recall.two_tower import TowerBundle
+
+    try:
+        cuts = tuple(sorted({int(k) for k in ks.split(",") if k.strip()}))
+    except ValueError:
+        raise click.BadParameter(f"--k {ks!r}: comma-separated integers") from None
+    chosen = tuple(p.strip() for p in protocols.split(",") if p.strip())
+    if not cuts or min(cuts) < 1 or set(chosen) - set(PROTOCOLS):
+        raise click.BadParameter(f"K must be positive, protocols among {PROTOCOLS}")
+    loaded = _load(dataset, data, columns)
+    try:
+        bundle = TowerBundle.from_checkpoint(checkpoint) if checkpoint else None
+    except TowersError as exc:
+        raise click.ClickException(f"{checkpoint}: {exc}") from exc
+    report = run(loaded, evaluation_systems(loaded, bundle=bundle), ks=cuts, protocols=chosen,
+                 checkpoint=bundle.version if bundle else "")
+    click.echo(format_table(report))
+    if json_path is not None:
+        try:
+            write_json(report, json_path)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {json_path}: {exc.strerror or exc}"
+                                       ) from exc
+        click.echo(f"wrote {json_path}")

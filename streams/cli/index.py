@@ -1,0 +1,61 @@
+"""`nearline index build`, `nearline index info`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import orjson
+
+from index import IndexConfig, IndexFileError, IndexInputError, index_info, save_index
+from towers.errors import TowersError
+
+__all__ = ["index"]
+
+
+@click.group("index")
+def index() -> None:
+    """Item index files: build one from a checkpoint, inspect one."""
+
+
+@index.command("build")
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              required=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--backend", type=click.Choice(["auto", "exact", "ivf", "hnsw"]), default="auto",
+              show_default=True, help="auto: exact up to 100k items, approximate above.")
+def build(checkpoint: Path, out: Path, backend: str) -> None:
+    """Embed every item of a checkpoint with its item tower and save the index.
+
+    \b
+    Example:
+      nearline index build --checkpoint runs/ml100k-... --out indexes/ml100k
+    """
+    from streams.recall.two_tower import TowerBundle
+
+    try:
+        bundle = TowerBundle.from_checkpoint(checkpoint, config=IndexConfig(backend=backend))
+        save_index(bundle.index, out)
+    except (TowersError, IndexInputError, IndexFileError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot save the index in {out}: {exc.strerror or exc}"
+                                   ) from exc
+    click.echo(f"index {bundle.version}: {len(bundle.index)} items, backend "
+               f"{bundle.index.backend}, saved to {out}")
+
+
+@index.command("info")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def info(directory: Path) -> None:
+    """Print the sidecar of a saved index (version, checkpoint, dimension, items ...).
+
+    \b
+    Example:
+      nearline index info indexes/ml100k
+    """
+    try:
+        sidecar = index_info(directory)
+    except IndexFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(orjson.dumps(sidecar, option=orjson.OPT_INDENT_2).decode())

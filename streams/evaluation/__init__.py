@@ -1,0 +1,5 @@
+"""Recall quality in process: the protocols of EVALUATION.md, the metrics, the baselines
+and the systems that use the towers, all built from the profiles of `streams.recall`.
+
+Imports: `streams.recall` and `towers`; never Kafka, Redis or `streams.worker`.
+"""

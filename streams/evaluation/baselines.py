@@ -1,0 +1,50 @@
+"""The non-neural baseline systems every evaluation run reports.
+
+Their settings are the profile's channel settings (`streams.recall.profiles.PROFILES`),
+chosen on the valid split. Lists shorter than K are filled from live popularity, which
+also serves users without history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from streams.recall.channels import PopularityChannel, RepeatChannel
+from streams.recall.itemcf import ItemCFChannel
+from streams.recall.profiles import PROFILES
+from streams.recall.recaller import RecallerSystem
+from towers.data import Dataset
+
+__all__ = ["baseline_systems"]
+
+
+def baseline_systems(dataset: Dataset, *, profile: str | None = None) -> list[RecallerSystem]:
+    """The five baselines; `profile` defaults to films with the seen filter, else retail.
+
+    popularity: counts and lists frozen at the boundary (a nightly batch);
+    popularity_live: counts follow the events; repeat: the user's own items;
+    itemcf: neighbour table frozen at the boundary, user histories live;
+    itemcf_live: the table follows the events too.
+    """
+    name = profile or ("films" if dataset.seen_filter else "retail")
+    if name not in PROFILES:
+        raise ValueError(f"unknown baseline profile {name!r}; known: {', '.join(PROFILES)}")
+    chosen = PROFILES[name]
+
+    def pop(*, live: bool) -> PopularityChannel:
+        return PopularityChannel(replace(chosen.popularity, live=live))
+
+    def itemcf(*, live: bool) -> ItemCFChannel:
+        return ItemCFChannel(replace(chosen.itemcf, live=live))
+
+    frozen_pop, live_pop = pop(live=False), pop(live=True)
+    return [
+        RecallerSystem(name="popularity", channels=[frozen_pop], fallback=frozen_pop,
+                       frozen=True),
+        RecallerSystem(name="popularity_live", channels=[live_pop], fallback=live_pop),
+        RecallerSystem(name="repeat", channels=[RepeatChannel(chosen.repeat)],
+                       fallback=pop(live=True)),
+        RecallerSystem(name="itemcf", channels=[itemcf(live=False)], fallback=pop(live=True)),
+        RecallerSystem(name="itemcf_live", channels=[itemcf(live=True)],
+                       fallback=pop(live=True)),
+    ]

@@ -1,0 +1,62 @@
+"""The recall systems that use the towers: the two-tower channel alone, and `nearline`.
+
+`nearline` is what a worker serves: the two-tower channel, the item-to-item table built
+offline with the towers (frozen), the user's own recency-weighted items (repeat) and live
+popularity, merged by weighted reciprocal-rank fusion, plus the `returning`
+channel (`streams.recall.returning`: popularity for users back after a break).
+
+The settings of both are the profile's (`streams.recall.profiles`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from streams.evaluation.baselines import baseline_systems
+from streams.recall.channels import PopularityChannel, RepeatChannel
+from streams.recall.itemcf import ItemCFChannel
+from streams.recall.profiles import MERGES, PROFILES, RETURNING, profile_of
+from streams.recall.recaller import RecallerSystem
+from streams.recall.returning import ReturningPopularity
+from streams.recall.two_tower import TowerBundle, TwoTowerChannel
+from towers.data import Dataset, Interactions
+
+__all__ = ["evaluation_systems", "itemcf_table", "nearline_system", "two_tower_system"]
+
+def itemcf_table(dataset: Dataset, history: Interactions, *, profile: str | None = None
+                 ) -> ItemCFChannel:
+    """The frozen item-to-item channel fitted on `history` (what checkpoints carry)."""
+    chosen = PROFILES[profile or profile_of(dataset)]
+    channel = ItemCFChannel(replace(chosen.itemcf, live=False))
+    channel.fit(dataset, history)
+    return channel
+
+
+def two_tower_system(dataset: Dataset, bundle: TowerBundle, *, profile: str | None = None
+                     ) -> RecallerSystem:
+    """The two-tower channel alone; live popularity serves users without history."""
+    chosen = PROFILES[profile or profile_of(dataset)]
+    return RecallerSystem(name="two_tower", channels=[TwoTowerChannel(bundle)],
+                          fallback=PopularityChannel(replace(chosen.popularity, live=True)))
+
+
+def nearline_system(dataset: Dataset, bundle: TowerBundle, *, profile: str | None = None
+                    ) -> RecallerSystem:
+    """The merged recall the workers serve, evaluated in process."""
+    name = profile or profile_of(dataset)
+    chosen = PROFILES[name]
+    popularity = PopularityChannel(replace(chosen.popularity, live=True))
+    channels = [TwoTowerChannel(bundle), ItemCFChannel(replace(chosen.itemcf, live=False)),
+                RepeatChannel(chosen.repeat), popularity,
+                ReturningPopularity(popularity, RETURNING[name])]
+    return RecallerSystem(name="nearline", channels=channels, fallback=popularity,
+                          merge=MERGES[name])
+
+
+def evaluation_systems(dataset: Dataset, *, bundle: TowerBundle | None = None
+                       ) -> list[RecallerSystem]:
+    """The baselines, plus two_tower and nearline when a model is given."""
+    systems = baseline_systems(dataset)
+    if bundle is not None:
+        systems += [two_tower_system(dataset, bundle), nearline_system(dataset, bundle)]
+    return systems
