@@ -7,7 +7,7 @@ Without --checkpoint the towers are trained as `nearline train` trains them (tra
 defaults: early stopping on the valid window, then a refit on train+valid; the test
 window is never seen), saved with the item-to-item table under --out (else a temporary
 folder) and the training time is reported. Then every system runs the protocols of
-EVALUATION.md; the table is printed, the JSON document written with --json, and each
+docs/evaluation.md; the table is printed, the JSON document written with --json, and each
 bar of the towers issue is reported as met or missed.
 """
 
@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--days", type=int, default=90, help="days simulated (market only)")
     ap.add_argument("--checkpoint", type=Path, default=None, help="evaluate this, train nothing")
     ap.add_argument("--out", type=Path, default=None, help="where a trained checkpoint goes")
-    ap.add_argument("--json", type=Path, default=None, help="write the EVALUATION.md JSON here")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="write the JSON of docs/evaluation.md here")
     ap.add_argument("--ks", default="10,50,100", help="cut-offs K, comma-separated")
     ap.add_argument("--max-seconds", type=float, default=None, help="budget per training fit")
     return ap

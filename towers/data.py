@@ -119,7 +119,7 @@ class Dataset:
     items: dict[str, ItemInfo] = field(default_factory=dict)
     users: dict[str, dict[str, str]] = field(default_factory=dict)  # categorical profile
     contexts: list[ContextRecord] = field(default_factory=list)  # sorted by ts
-    seen_filter: bool = False  # EVALUATION.md: on for MovieLens, off for retail
+    seen_filter: bool = False  # docs/evaluation.md: on for MovieLens, off for retail
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows skipped
 
     def catalogue(self) -> np.ndarray:
@@ -142,7 +142,7 @@ class Split:
 
 
 def temporal_split(log: Interactions, train: float = 0.8, valid: float = 0.1) -> Split:
-    """Global temporal split of EVALUATION.md: stable sort by (ts, row), cut at 80% and 90%."""
+    """Global temporal split of docs/evaluation.md: stable sort by (ts, row), cut at 80% and 90%."""
     n = len(log)
     order = np.argsort(log.ts, kind="stable")
     a, b = int(train * n), int((train + valid) * n)

@@ -1,7 +1,7 @@
 """Training loop: two-tower training (full or sampled softmax), early stopping on valid.
 
 Nothing here is specific to a data set: it takes a `Dataset`, splits it by time as
-EVALUATION.md says, trains on the train part and stops on the valid part.
+docs/evaluation.md says, trains on the train part and stops on the valid part.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Validation metrics used for early stopping and model selection.
 
-`stream_hit_rate` is the streaming protocol of EVALUATION.md restricted to the two-tower
+`stream_hit_rate` is the streaming protocol of docs/evaluation.md restricted to the two-tower
 channel: each target event is ranked from the user's state strictly before it, which is
 exactly a training example built over history + target rows. It needs no event loop, so
 it is cheap enough to run after every epoch.

@@ -123,10 +123,10 @@ def train(dataset: str, data: Path | None, columns: str | None, out: Path,
 @click.option("--k", "ks", default="10,50,100", show_default=True)
 @click.option("--protocol", "protocols", default="offline,stream,frozen", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Write the EVALUATION.md JSON here.")
+              default=None, help="Write the docs/evaluation.md JSON here.")
 def evaluate(dataset: str, data: Path | None, columns: str | None, checkpoint: Path | None,
              ks: str, protocols: str, json_path: Path | None) -> None:
-    """Evaluate baselines (and a checkpoint) with the protocols of EVALUATION.md.
+    """Evaluate baselines (and a checkpoint) with the protocols of docs/evaluation.md.
 
     \b
     Examples:

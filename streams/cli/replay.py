@@ -72,7 +72,7 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
     The history before the window is bulk-loaded into Redis; the window's events are
     produced to Kafka in time order, workers update the state and publish lists, and
     each event is judged against its user's newest list computed strictly before it
-    (EVALUATION.md, streaming protocol; the frozen boundary lists for comparison).
+    (docs/evaluation.md, streaming protocol; the frozen boundary lists for comparison).
     Runs in its own topics, consumer group and Redis key prefix.
 
     \b
@@ -98,7 +98,7 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
               duration_s=duration_s, envelope=envelope)
         return
     settings = isolated(settings)
-    # the data set's protocol: films keep the seen filter on (EVALUATION.md)
+    # the data set's protocol: films keep the seen filter on (docs/evaluation.md)
     settings = dataclasses.replace(settings, seen_filter=data_set.seen_filter,
                                    profile="films" if data_set.seen_filter else "retail")
     window = split_window(data_set, start=start, limit=limit, days=days)

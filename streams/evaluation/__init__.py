@@ -1,4 +1,4 @@
-"""Recall quality in process: the protocols of EVALUATION.md, the metrics, the baselines
+"""Recall quality in process: the protocols of docs/evaluation.md, the metrics, the baselines
 and the systems that use the towers, all built from the profiles of `streams.recall`.
 
 Imports: `streams.recall` and `towers`; never Kafka, Redis or `streams.worker`.

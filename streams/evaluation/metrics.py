@@ -1,4 +1,4 @@
-"""Recall-quality metrics exactly as EVALUATION.md defines them.
+"""Recall-quality metrics exactly as docs/evaluation.md defines them.
 
 A ranking is a best-first sequence of item ids (duplicates are the caller's problem: the
 evaluator removes them before scoring); a target set `T_u` is the distinct test items.

@@ -1,4 +1,4 @@
-"""The offline and streaming protocols of EVALUATION.md, run in-process on any system.
+"""The offline and streaming protocols of docs/evaluation.md, run in-process on any system.
 
 A `RecallSystem` is fitted on the state at the boundary (train + valid), then:
 - offline: one list per warm test user from the state frozen at the boundary;
@@ -56,7 +56,7 @@ class EvalSplit:
 
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> EvalSplit:
-        """EVALUATION.md: history = train + valid, targets = test."""
+        """docs/evaluation.md: history = train + valid, targets = test."""
         split = temporal_split(dataset.interactions)
         cut = len(split.train) + len(split.valid)
         return cls(dataset, split.order[:cut], split.order[cut:], split.sizes())
@@ -238,7 +238,7 @@ def evaluate_system(system: RecallSystem, split: EvalSplit, *, ks: Sequence[int]
 def evaluate(dataset: Dataset, systems: Sequence[RecallSystem], *,
              ks: Sequence[int] = (10, 50, 100), protocols: Sequence[str] = PROTOCOLS,
              checkpoint: str = "", split: EvalSplit | None = None) -> dict[str, Any]:
-    """The JSON document of EVALUATION.md for `systems` on `dataset`."""
+    """The JSON document of docs/evaluation.md for `systems` on `dataset`."""
     start = time.perf_counter()
     split = split or EvalSplit.from_dataset(dataset)
     warm, cold = split.targets

@@ -20,7 +20,7 @@ __all__ = ["InMemoryHistories", "time_order"]
 
 
 def time_order(log: Interactions) -> np.ndarray:
-    """Row indices sorted stably by timestamp (the order of EVALUATION.md)."""
+    """Row indices sorted stably by timestamp (the order of docs/evaluation.md)."""
     return np.argsort(log.ts, kind="stable")
 
 

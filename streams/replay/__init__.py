@@ -2,7 +2,7 @@
 
 The state before the replay window is bulk-loaded into Redis (and the popularity board),
 the window's events are produced in timestamp order at a chosen pace, and the recall
-topic is read back. Scoring follows the streaming protocol of EVALUATION.md: each event
+topic is read back. Scoring follows the streaming protocol of docs/evaluation.md: each event
 is judged against the newest list of its user computed from events strictly earlier
 than it (a `RecallResult` names the last event its state held). Before a user's first
 list from the stream, the boundary list counts: the one the same engine computes from

@@ -183,7 +183,7 @@ def prepare(settings: Settings, window: ReplayWindow, checkpoint: Path | None
 
 def run_replay(settings: Settings, window: ReplayWindow, options: ReplayOptions, *,
                logdir: Path) -> ReplayOutcome:
-    """Replay `window` through Kafka and the workers; the report of EVALUATION.md + timings."""
+    """Replay `window` through Kafka and the workers; the report of docs/evaluation.md + timings."""
     started = time.perf_counter()
     logdir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)

@@ -1,4 +1,4 @@
-"""Scoring a replay by the streaming protocol of EVALUATION.md.
+"""Scoring a replay by the streaming protocol of docs/evaluation.md.
 
 Each event is judged against the newest list of its user computed from events strictly
 earlier than it (a `RecallResult` names the last event its state held). Before a user's
@@ -60,7 +60,7 @@ class Score:
 def score_stream(window: ReplayWindow, streamed: dict[str, list[dict[str, Any]]],
                  boundary: dict[str, dict[str, Any]], *, ks: Sequence[int],
                  seen_filter: bool) -> tuple[Score, Score]:
-    """(stream, frozen) metrics of EVALUATION.md from the lists read back."""
+    """(stream, frozen) metrics of docs/evaluation.md from the lists read back."""
     w = window.window
     seen: dict[str, set[str]] = {}
     if seen_filter:

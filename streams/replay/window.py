@@ -45,7 +45,7 @@ class ReplayWindow:
 
 def split_window(dataset: Dataset, *, start: str = "test", limit: int | None = None,
                  days: float | None = None) -> ReplayWindow:
-    """EVALUATION.md split: history = before the window, window = valid (+test) or test.
+    """docs/evaluation.md split: history = before the window, window = valid (+test) or test.
 
     `limit` keeps the window's first N events, `days` its first D days of event time.
     """

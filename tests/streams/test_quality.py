@@ -1,4 +1,4 @@
-"""Metrics of EVALUATION.md on hand-computed cases."""
+"""Metrics of docs/evaluation.md on hand-computed cases."""
 
 from __future__ import annotations
 

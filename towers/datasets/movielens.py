@@ -39,7 +39,7 @@ def read_movielens(path: str | Path, *, on_error: OnError = "raise") -> Dataset:
 
     Every rating is one interaction of kind "rating" (quantity 1). Item category is the
     first genre; the user profile holds age bucket, gender, occupation and the first
-    character of the zip code. The seen filter is on (EVALUATION.md).
+    character of the zip code. The seen filter is on (docs/evaluation.md).
     """
     root = Path(path)
     root = root.parent if root.is_file() else root
