@@ -8,6 +8,7 @@ COPY pyproject.toml README.md ./
 COPY streams ./streams
 COPY towers ./towers
 COPY index ./index
+COPY diskio ./diskio
 RUN pip install .
 RUN useradd --create-home nearline && mkdir -p /data && chown nearline /data
 USER nearline

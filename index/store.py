@@ -16,9 +16,7 @@ index is live untouched.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +26,7 @@ import faiss
 import numpy as np
 import orjson
 
+from diskio import replace_synced, sha256_file
 from index.backends import BACKEND_NAMES, backend_class
 from index.config import IndexConfig
 from index.errors import IndexFileError, IndexStoreError
@@ -44,26 +43,9 @@ SIDECAR_KEYS = ("format", "version", "checkpoint", "dim", "metric", "backend", "
                 "config", "search_params", "id_map_sha256", "files")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _commit(tmp: Path, final: Path) -> dict[str, Any]:
     """fsync a written temporary file, rename it into place, describe it for the sidecar."""
-    _fsync_path(tmp)
-    os.replace(tmp, final)
+    replace_synced(tmp, final)
     return {"name": final.name, "bytes": final.stat().st_size, "sha256": sha256_file(final)}
 
 
@@ -88,7 +70,6 @@ def save_index(index: ItemIndex, directory: Path | str) -> Path:
     tmp = directory / f".tmp-{token}-{SIDECAR}"
     tmp.write_bytes(orjson.dumps(sidecar, option=orjson.OPT_INDENT_2))
     _commit(tmp, directory / SIDECAR)
-    _fsync_path(directory)
     _remove_stale(directory, {f["name"] for f in files.values()})
     logger.info("saved index %s (%s items) to %s in %.1f s", index.version, len(index), directory,
                 time.perf_counter() - started)

@@ -14,7 +14,6 @@ stored config; any mismatch is a `CheckpointError` naming the file and what is w
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -28,6 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from diskio import commit_dir, sha256_file, write_synced
 from towers.errors import CheckpointError, FeatureError
 from towers.features import FeatureSpec, ItemTable
 from towers.model import TowerConfig, TwoTower
@@ -56,21 +56,6 @@ class Checkpoint:
     extras: dict[str, Path] = field(default_factory=dict)  # optional file name -> path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def save_checkpoint(root: Path | str, *, model: TwoTower, spec: FeatureSpec, items: ItemTable,
                     metrics: dict[str, object], dataset: str, version: str | None = None,
                     extras: dict[str, bytes] | None = None) -> Path:
@@ -87,29 +72,29 @@ def save_checkpoint(root: Path | str, *, model: TwoTower, spec: FeatureSpec, ite
         state = {k: v for k, v in state.items()
                  if not k.endswith("tower.item_emb.weight")}
         save_file(state, str(tmp / "weights.safetensors"))
-        weights_sha = _sha256(tmp / "weights.safetensors")
+        weights_sha = sha256_file(tmp / "weights.safetensors")
         version = version or f"{dataset}-{stamp}-{weights_sha[:8]}"
         if not VERSION_RE.match(version):
             raise CheckpointError(f"version {version!r} must match {VERSION_RE.pattern}")
         config = {"format": FORMAT, "version": version, "dataset": dataset, "created": stamp,
                   "tower": asdict(model.config), "feature_fingerprint": spec.fingerprint()}
-        _write(tmp / "config.json", orjson.dumps(config, option=orjson.OPT_INDENT_2))
-        _write(tmp / "features.json", orjson.dumps(spec.to_json()))
-        _write(tmp / "items.json", orjson.dumps(items.to_json()))
-        _write(tmp / "metrics.json", orjson.dumps(metrics, option=orjson.OPT_INDENT_2
+        write_synced(tmp / "config.json", orjson.dumps(config, option=orjson.OPT_INDENT_2))
+        write_synced(tmp / "features.json", orjson.dumps(spec.to_json()))
+        write_synced(tmp / "items.json", orjson.dumps(items.to_json()))
+        write_synced(tmp / "metrics.json", orjson.dumps(metrics, option=orjson.OPT_INDENT_2
                                                  | orjson.OPT_SERIALIZE_NUMPY))
         for name, data in (extras or {}).items():
             if name not in OPTIONAL_FILES:
                 raise CheckpointError(f"extra file {name!r} is not one of {OPTIONAL_FILES}")
-            _write(tmp / name, data)
+            write_synced(tmp / name, data)
         names = [*FILES, *sorted(extras or {})]
         manifest = {"format": FORMAT, "version": version,
-                    "files": {name: _sha256(tmp / name) for name in names}}
-        _write(tmp / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+                    "files": {name: sha256_file(tmp / name) for name in names}}
+        write_synced(tmp / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
         final = root / version
         if final.exists():
             raise CheckpointError(f"{final} already exists: versions are never overwritten")
-        os.rename(tmp, final)
+        commit_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -152,7 +137,7 @@ def verify_manifest(path: Path) -> dict[str, object]:
         target = path / name
         if target.is_symlink() or not target.is_file():
             raise CheckpointError(f"{name} is missing or not a regular file")
-        if _sha256(target) != files[name]:
+        if sha256_file(target) != files[name]:
             raise CheckpointError(f"{name} does not match its sha256 in the manifest "
                                   "(corrupt or modified checkpoint)")
     return manifest

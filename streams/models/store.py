@@ -12,12 +12,11 @@ a version either complete or not at all.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
-import uuid
 from pathlib import Path
 
+from diskio import commit_dir, temp_sibling, write_atomic
 from towers.checkpoint import VERSION_RE, load_checkpoint
 from towers.errors import CheckpointError
 
@@ -52,24 +51,21 @@ class CheckpointStore:
             logger.info("checkpoint %s is already in the store", version)
             return version
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".tmp-{uuid.uuid4().hex[:8]}"
+        tmp = temp_sibling(target)
         try:
             shutil.copytree(source, tmp)
-            for f in tmp.iterdir():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-            os.rename(tmp, target)
+            commit_dir(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         load_checkpoint(target)  # the copy is what serving reads: check it too
         return version
 
     def mark_ready(self, version: str) -> None:
-        self._write(self.version_dir(version) / "READY", f"{time.time():.3f}\n")
+        write_atomic(self.version_dir(version) / "READY", f"{time.time():.3f}\n".encode())
 
     def mark_rejected(self, version: str, reason: str) -> None:
         self.version_dir(version).mkdir(parents=True, exist_ok=True)
-        self._write(self.version_dir(version) / "REJECTED", reason + "\n")
+        write_atomic(self.version_dir(version) / "REJECTED", (reason + "\n").encode())
 
     def is_ready(self, version: str) -> bool:
         return (self.version_dir(version) / "READY").is_file()
@@ -90,12 +86,3 @@ class CheckpointStore:
                      "rejected" if self.rejection(d.name) else "published")
             out.append({"version": d.name, "state": state, "reason": self.rejection(d.name)})
         return out
-
-    @staticmethod
-    def _write(path: Path, text: str) -> None:
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, path)

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from diskio import write_atomic
 from streams.errors import ServiceError
 from streams.services.embedded import EmbeddedBroker, EmbeddedRedis
 
@@ -82,19 +83,9 @@ def services_up(home: Path) -> tuple[dict[str, Any], bool]:
     info = {"kafka_url": broker.url, "redis_url": redis.url, "pids": pids,
             "start_times": {name: _start_time(pid) for name, pid in pids.items()},
             "started": time.time()}
-    _write_atomic(home / "services.json", orjson.dumps(info, option=orjson.OPT_INDENT_2))
+    write_atomic(home / "services.json", orjson.dumps(info, option=orjson.OPT_INDENT_2))
     logger.info("services up: kafka %s, redis %s", broker.url, redis.url)
     return {**info, "alive": {"broker": True, "redis": True}}, True
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never a part (temp file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def services_down(home: Path, *, timeout: float = 5.0) -> list[str]:

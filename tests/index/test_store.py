@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
+from diskio import sha256_file
 from index import (
     IndexFileError,
     VersionedIndex,
@@ -17,7 +18,6 @@ from index import (
     load_index,
     save_index,
 )
-from index.store import sha256_file
 
 from .conftest import IndexFactory
 from .synthetic import item_ids, unit_vectors

@@ -21,9 +21,9 @@ import orjson
 import pytest
 
 from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
+from diskio import sha256_file
 from index import IndexConfig, IndexFileError, build_index, load_index, save_index
 from index.config import BACKENDS
-from index.store import sha256_file
 from streams.errors import SettingsError
 from streams.models.lifecycle import IndexBuilder, load_live_model
 from streams.models.store import CheckpointStore
@@ -32,7 +32,6 @@ from streams.settings import INDEX_BACKENDS, load_settings
 from streams.state.memory_store import InMemoryUserStateStore
 from streams.worker.engine import RecallEngine
 from streams.worker.watcher import LiveVersionWatcher
-from towers.checkpoint import _sha256
 from towers.errors import CheckpointError
 
 GOOD = "good-a"
@@ -85,7 +84,7 @@ def live(source: Path, tmp_path: Path) -> Live:
 
 def _rehash_checkpoint(path: Path) -> None:
     manifest = orjson.loads((path / "manifest.json").read_bytes())
-    manifest["files"] = {n: _sha256(path / n) if (path / n).is_file() else h
+    manifest["files"] = {n: sha256_file(path / n) if (path / n).is_file() else h
                          for n, h in manifest["files"].items()}
     (path / "manifest.json").write_bytes(orjson.dumps(manifest))
 

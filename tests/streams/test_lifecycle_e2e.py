@@ -10,11 +10,11 @@ import orjson
 import pytest
 
 from bench.synthetic_model import synthetic_dataset, untrained_checkpoint
+from diskio import sha256_file
 from streams.cli.models import announce
 from streams.models.store import CheckpointStore
 from streams.settings import load_settings
 from tests.streams.harness import WorkerProcess, consume, deployment_env, get_json, produce
-from towers.checkpoint import _sha256
 
 pytestmark = pytest.mark.services
 
@@ -28,7 +28,7 @@ def _wait(check, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
 
 def _rehash(path: Path) -> None:
     manifest = orjson.loads((path / "manifest.json").read_bytes())
-    manifest["files"] = {name: _sha256(path / name) for name in manifest["files"]}
+    manifest["files"] = {name: sha256_file(path / name) for name in manifest["files"]}
     (path / "manifest.json").write_bytes(orjson.dumps(manifest))
 
 

@@ -36,9 +36,10 @@ def copy(saved: Path, tmp_path: Path) -> Path:
 
 def _rehash(path: Path) -> None:
     """Rewrite the manifest so only the deliberate damage remains."""
-    from towers.checkpoint import FILES, _sha256
+    from diskio import sha256_file
+    from towers.checkpoint import FILES
     manifest = orjson.loads((path / "manifest.json").read_bytes())
-    manifest["files"] = {name: _sha256(path / name) for name in FILES}
+    manifest["files"] = {name: sha256_file(path / name) for name in FILES}
     (path / "manifest.json").write_bytes(orjson.dumps(manifest))
 
 
