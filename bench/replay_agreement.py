@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 
 from streams.logs import configure_logging
+from streams.recall.profiles import profile_for
 from streams.replay.reference import compare_lists, hitrate_gap, reference_lists
 from streams.replay.run import ReplayOptions, isolated, prepare, run_replay
 from streams.replay.window import split_window
@@ -48,8 +49,7 @@ def main() -> None:
         workdir=work)
     try:
         base = Settings(kafka_url=broker.url, redis_url=redis_server.url, home=str(work),
-                        partitions=4, web_port=free_port(), seen_filter=data.seen_filter,
-                        profile="films" if data.seen_filter else "retail")
+                        partitions=4, web_port=free_port(), profile=profile_for(data).name)
         out = measure(base, window, args, work)
     finally:
         broker.stop()

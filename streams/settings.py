@@ -57,11 +57,12 @@ class Settings:
     # each list's user embedding is kept in Redis under (user, model version) this long,
     # for `GET /embedding/<user>` and rankers downstream; 0 keeps none
     embedding_ttl_s: float = 86_400.0
-    profile: str = "retail"  # recall recipe: "retail" (repeat purchases) or "films"
+    # recall recipe: "retail" (repeat purchases) or "films" (streams/recall/profiles.py)
+    profile: str = "retail"
     half_life_s: float = 0.0  # recency half-life of the repeat channel; 0 = the profile's
     popularity_half_life_s: float = 0.0  # decay of live popularity; 0 = the profile's
     state_prefix: str = "nl"  # every Redis key starts with "<prefix>:"
-    seen_filter: bool = False  # drop items the user already had (on for films, off for FMCG)
+    seen_filter: bool = False  # true: drop items the user already had, whatever the profile
     max_event_bytes: int = 64 * 1024  # larger messages go to the dead-letter topic
     max_future_s: float = 86_400.0  # events timestamped further ahead are rejected
     # a message may also be an envelope, a JSON array of events: at most this many (0: no
@@ -117,8 +118,6 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     topics = {t.name: env[f"NEARLINE_TOPIC_{t.name.upper()}"] for t in fields(TopicNames)
               if f"NEARLINE_TOPIC_{t.name.upper()}" in env}
     settings = replace(Settings(**values), topics=TopicNames(**topics), **overrides)
-    if settings.profile not in ("retail", "films"):
-        raise SettingsError(f"NEARLINE_PROFILE={settings.profile!r}: use retail or films")
     if settings.index_backend not in INDEX_BACKENDS:
         raise SettingsError(f"NEARLINE_INDEX_BACKEND={settings.index_backend!r}: use one of "
                             f"{', '.join(INDEX_BACKENDS)}")

@@ -82,6 +82,7 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
       nearline replay --dataset tafeng --checkpoint runs/tafeng-... --envelope 50
       nearline replay --dataset ml100k --loop --max-rate 500 --duration 600   # soak load
     """
+    from streams.recall.profiles import profile_for
     from streams.replay.plot import plot_replay
     from streams.replay.run import ReplayOptions, isolated, run_replay
     from streams.replay.window import split_window
@@ -98,9 +99,8 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
               duration_s=duration_s, envelope=envelope)
         return
     settings = isolated(settings)
-    # the data set's protocol: films keep the seen filter on (docs/evaluation.md)
-    settings = dataclasses.replace(settings, seen_filter=data_set.seen_filter,
-                                   profile="films" if data_set.seen_filter else "retail")
+    # the data set's protocol and recipe (films keep the seen filter on)
+    settings = dataclasses.replace(settings, profile=profile_for(data_set).name)
     window = split_window(data_set, start=start, limit=limit, days=days)
     try:
         options = ReplayOptions(ks=_ks(ks), speed=speed, max_rate=max_rate, workers=workers,

@@ -1,6 +1,6 @@
 """The non-neural baseline systems every evaluation run reports.
 
-Their settings are the profile's channel settings (`streams.recall.profiles.PROFILES`),
+Their settings are the profile's channel settings (`streams.recall.profiles`),
 chosen on the valid split. Lists shorter than K are filled from live popularity, which
 also serves users without history.
 """
@@ -11,25 +11,23 @@ from dataclasses import replace
 
 from streams.recall.channels import PopularityChannel, RepeatChannel
 from streams.recall.itemcf import ItemCFChannel
-from streams.recall.profiles import PROFILES
+from streams.recall.profiles import Profile, profile_for
 from streams.recall.recaller import RecallerSystem
 from towers.data import Dataset
 
 __all__ = ["baseline_systems"]
 
 
-def baseline_systems(dataset: Dataset, *, profile: str | None = None) -> list[RecallerSystem]:
-    """The five baselines; `profile` defaults to films with the seen filter, else retail.
+def baseline_systems(dataset: Dataset, *, profile: Profile | None = None
+                     ) -> list[RecallerSystem]:
+    """The five baselines, with the data set's profile unless one is given.
 
     popularity: counts and lists frozen at the boundary (a nightly batch);
     popularity_live: counts follow the events; repeat: the user's own items;
     itemcf: neighbour table frozen at the boundary, user histories live;
     itemcf_live: the table follows the events too.
     """
-    name = profile or ("films" if dataset.seen_filter else "retail")
-    if name not in PROFILES:
-        raise ValueError(f"unknown baseline profile {name!r}; known: {', '.join(PROFILES)}")
-    chosen = PROFILES[name]
+    chosen = profile or profile_for(dataset)
 
     def pop(*, live: bool) -> PopularityChannel:
         return PopularityChannel(replace(chosen.popularity, live=live))

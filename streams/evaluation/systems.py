@@ -13,44 +13,44 @@ from __future__ import annotations
 from dataclasses import replace
 
 from streams.evaluation.baselines import baseline_systems
-from streams.recall.channels import PopularityChannel, RepeatChannel
+from streams.recall.channels import PopularityChannel
 from streams.recall.itemcf import ItemCFChannel
-from streams.recall.profiles import MERGES, PROFILES, RETURNING, profile_of
+from streams.recall.profiles import Profile, channels_of, profile_for
 from streams.recall.recaller import RecallerSystem
-from streams.recall.returning import ReturningPopularity
 from streams.recall.two_tower import TowerBundle, TwoTowerChannel
 from towers.data import Dataset, Interactions
 
 __all__ = ["evaluation_systems", "itemcf_table", "nearline_system", "two_tower_system"]
 
-def itemcf_table(dataset: Dataset, history: Interactions, *, profile: str | None = None
+
+def itemcf_table(dataset: Dataset, history: Interactions, *, profile: Profile | None = None
                  ) -> ItemCFChannel:
     """The frozen item-to-item channel fitted on `history` (what checkpoints carry)."""
-    chosen = PROFILES[profile or profile_of(dataset)]
+    chosen = profile or profile_for(dataset)
     channel = ItemCFChannel(replace(chosen.itemcf, live=False))
     channel.fit(dataset, history)
     return channel
 
 
-def two_tower_system(dataset: Dataset, bundle: TowerBundle, *, profile: str | None = None
+def two_tower_system(dataset: Dataset, bundle: TowerBundle, *, profile: Profile | None = None
                      ) -> RecallerSystem:
     """The two-tower channel alone; live popularity serves users without history."""
-    chosen = PROFILES[profile or profile_of(dataset)]
+    chosen = profile or profile_for(dataset)
     return RecallerSystem(name="two_tower", channels=[TwoTowerChannel(bundle)],
                           fallback=PopularityChannel(replace(chosen.popularity, live=True)))
 
 
-def nearline_system(dataset: Dataset, bundle: TowerBundle, *, profile: str | None = None
+def nearline_system(dataset: Dataset, bundle: TowerBundle, *, profile: Profile | None = None
                     ) -> RecallerSystem:
-    """The merged recall the workers serve, evaluated in process."""
-    name = profile or profile_of(dataset)
-    chosen = PROFILES[name]
+    """The merged recall the workers serve, evaluated in process (item-to-item fitted at
+    the boundary, as `nearline train` fits the table a checkpoint carries)."""
+    chosen = profile or profile_for(dataset)
     popularity = PopularityChannel(replace(chosen.popularity, live=True))
-    channels = [TwoTowerChannel(bundle), ItemCFChannel(replace(chosen.itemcf, live=False)),
-                RepeatChannel(chosen.repeat), popularity,
-                ReturningPopularity(popularity, RETURNING[name])]
+    channels = channels_of(chosen, tower=TwoTowerChannel(bundle),
+                           itemcf=[ItemCFChannel(replace(chosen.itemcf, live=False))],
+                           popularity=popularity)
     return RecallerSystem(name="nearline", channels=channels, fallback=popularity,
-                          merge=MERGES[name])
+                          merge=chosen.merge)
 
 
 def evaluation_systems(dataset: Dataset, *, bundle: TowerBundle | None = None

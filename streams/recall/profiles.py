@@ -1,12 +1,13 @@
-"""The recall recipes, one per profile: channel settings, fusion weights, returning users.
+"""The recall recipes, one `Profile` each: channel settings, fusion, returning users, seen
+filter.
 
 `films` (seen filter on, MovieLens) and `retail` (seen filter off: repeat purchase is
-the signal). The workers serve a profile (`NEARLINE_PROFILE`) and the evaluator builds its
-systems from the same tables (`streams.evaluation`).
+the signal). A worker serves one (`NEARLINE_PROFILE`) and the evaluator scores the same
+one; both take the merged recall's channels from `channels_of`, so they cannot drift.
 
 How the settings were chosen, on the valid split only (state = train, targets = valid,
 streaming HitRate@50), never on test:
-- channel settings (`PROFILES`):
+- channel settings:
   - films (ml-100k): popularity decays with a 30-day half-life; item-CF uses cosine
     (alpha 0.5) over pairs up to 50 positions apart, 200 neighbours per item, and
     gathers candidates from the 15 newest ratings (their age matters little: ratings
@@ -16,7 +17,7 @@ streaming HitRate@50), never on test:
     weights (frequency beats recency here); item-CF uses P(j | i) (alpha 1.0) over every
     line pair up to 50 positions apart, from the 100 newest lines with a 30-day
     half-life.
-- fusion (`MERGES`) and `away_s` (`RETURNING`): towers trained on the train window only
+- fusion weights and `away_s` (returning users): towers trained on the train window only
   (early stopping on valid), then every channel's top-100 candidates were recorded along
   the streaming replay of the valid window and at the train/valid boundary
   (`streams.evaluation.protocols.EvalSplit.for_tuning`), and the weights, `rrf_k` and
@@ -34,56 +35,84 @@ streaming HitRate@50), never on test:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from streams.recall.channels import PopularityConfig, RepeatConfig
+from streams.recall.channels import Channel, PopularityConfig, RepeatChannel, RepeatConfig
 from streams.recall.itemcf import ItemCFConfig
 from streams.recall.merge import MergeConfig
-from streams.recall.returning import ReturningConfig
+from streams.recall.returning import ReturningConfig, ReturningPopularity
 from towers.data import Dataset
 from towers.sequence import DAY
 
-__all__ = ["MERGES", "PROFILES", "RETURNING", "BaselineProfile", "profile_of"]
+__all__ = ["PROFILES", "Profile", "channels_of", "profile_for", "profile_named"]
 
 
 @dataclass(frozen=True)
-class BaselineProfile:
-    popularity: PopularityConfig
-    repeat: RepeatConfig
-    itemcf: ItemCFConfig
+class Profile:
+    """One recall recipe: which channels, with which settings, fused how."""
+
+    name: str
+    seen_filter: bool  # drop items the user already had
+    popularity: PopularityConfig  # live popularity: fills lists, serves users without history
+    repeat: RepeatConfig  # the user's own items, recency-weighted
+    itemcf: ItemCFConfig  # item-to-item neighbours of the user's recent items
+    merge: MergeConfig  # fusion of the channels' lists (weights by channel name)
+    returning: ReturningConfig | None  # more popularity for users back after a break
 
 
-PROFILES = {
-    "films": BaselineProfile(
+PROFILES: dict[str, Profile] = {p.name: p for p in (
+    Profile(
+        name="films",
+        seen_filter=True,
         popularity=PopularityConfig(half_life_s=30 * DAY),
         repeat=RepeatConfig(half_life_s=14 * DAY),
         itemcf=ItemCFConfig(neighbours=200, window=50, alpha=0.5, recent=15,
                             half_life_s=0.01 * DAY),
+        merge=MergeConfig(method="rrf", rrf_k=10.0,
+                          weights={"two_tower": 1.0, "itemcf": 0.3, "repeat": 0.0,
+                                   "popularity": 0.0, "returning": 2.0}),
+        returning=ReturningConfig(away_s=1 * DAY),
     ),
-    "retail": BaselineProfile(
+    Profile(
+        name="retail",
+        seen_filter=False,
         popularity=PopularityConfig(half_life_s=1 * DAY),
         repeat=RepeatConfig(half_life_s=60 * DAY, quantity_weighted=True),
         itemcf=ItemCFConfig(neighbours=50, window=50, distinct=False, alpha=1.0, recent=100,
                             half_life_s=30 * DAY),
-    ),
-}
-
-
-MERGES = {
-    "films": MergeConfig(method="rrf", rrf_k=10.0,
-                         weights={"two_tower": 1.0, "itemcf": 0.3, "repeat": 0.0,
-                                  "popularity": 0.0, "returning": 2.0}),
-    # repeat leads outright: at weight 100 no sum of the others (<= 0.12 / rrf_k) reorders or
-    # displaces its items; popularity, then the towers and item-CF, fill the places left
-    "retail": MergeConfig(method="rrf", rrf_k=60.0,
+        # repeat leads outright: at weight 100 no sum of the others (<= 0.12 / rrf_k)
+        # reorders or displaces its items; popularity, then the towers and item-CF, fill
+        # the places left
+        merge=MergeConfig(method="rrf", rrf_k=60.0,
                           weights={"repeat": 100.0, "popularity": 0.1, "two_tower": 0.01,
                                    "itemcf": 0.01, "returning": 0.0}),
-}
+        returning=ReturningConfig(away_s=7 * DAY),
+    ),
+)}
 
 
-def profile_of(dataset: Dataset) -> str:
-    return "films" if dataset.seen_filter else "retail"
+def profile_named(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)}"
+                         ) from None
 
 
-# per profile, tuned on the valid window with the fusion weights (`MERGES`)
-RETURNING = {"films": ReturningConfig(away_s=1 * DAY), "retail": ReturningConfig(away_s=7 * DAY)}
+def profile_for(dataset: Dataset) -> Profile:
+    """The profile of a data set's protocol: films with the seen filter on, else retail."""
+    return PROFILES["films" if dataset.seen_filter else "retail"]
+
+
+def channels_of(profile: Profile, *, tower: Channel | None, itemcf: Sequence[Channel],
+                popularity: Channel, repeat: Channel | None = None) -> list[Channel]:
+    """The merged recall's channels in fusion order, as a worker serves them and the
+    evaluator scores them: the two-tower channel (when a model is live), item-to-item,
+    repeat, popularity, and returning (which reads `popularity`)."""
+    channels: list[Channel] = [tower] if tower is not None else []
+    channels += [*itemcf, repeat if repeat is not None else RepeatChannel(profile.repeat),
+                 popularity]
+    if profile.returning is not None:
+        channels.append(ReturningPopularity(popularity, profile.returning))
+    return channels

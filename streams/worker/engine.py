@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streams.models.live import LiveModel
-from streams.recall.channels import Channel, RepeatChannel, RepeatConfig
+from streams.recall.channels import Channel, RepeatChannel
 from streams.recall.merge import MergeConfig
+from streams.recall.profiles import PROFILES, Profile, channels_of
 from streams.recall.ranked_popularity import RankedPopularity, regions_of
 from streams.recall.recaller import Filters, Recaller, RecallList
-from streams.recall.returning import ReturningConfig, ReturningPopularity
 from streams.state.contract import InteractionUpdate, UserFeatures, UserStateStore
 from streams.state.popularity import PopularityBoard
 from streams.worker.records import Interaction
-from towers.sequence import DAY, UserHistory
+from towers.sequence import UserHistory
 
 __all__ = ["EngineConfig", "RecallEngine", "RecallInput", "UserRecall"]
 
@@ -38,14 +38,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EngineConfig:
+    profile: Profile = PROFILES["retail"]  # channels, their settings, fusion, seen filter
     top_k: int = 100  # length of every list
     history_len: int = 200  # newest events read per user
-    seen_filter: bool = False  # drop items the user already had (films: on, FMCG: off)
-    repeat: RepeatConfig = field(default_factory=RepeatConfig)
-    popularity_region_weight: float = 0.5  # users with a region: blend its ranking in
     popularity_depth: int = 1000  # best items read from the board per batch
-    merge: MergeConfig = field(default_factory=MergeConfig)
-    returning: ReturningConfig | None = None  # popularity for users back after a break
     deny: Mapping[str, Set[str]] = field(default_factory=dict)  # region ("" = all) -> items
     allow: Mapping[str, Set[str]] = field(default_factory=dict)  # region -> only these
 
@@ -62,14 +58,12 @@ class RecallEngine:
     """Applies events to the state and computes merged recall lists for users."""
 
     def __init__(self, store: UserStateStore, board: PopularityBoard, *,
-                 config: EngineConfig | None = None, model: LiveModel | None = None,
-                 extra_channels: Sequence[Channel] = ()) -> None:
+                 config: EngineConfig | None = None, model: LiveModel | None = None) -> None:
         self.store = store
         self.board = board
         self.config = config or EngineConfig()
         self.model = model
-        self.extra_channels = list(extra_channels)
-        self.repeat = RepeatChannel(self.config.repeat)
+        self.repeat = RepeatChannel(self.config.profile.repeat)
 
     def swap(self, model: LiveModel | None) -> None:
         """Make another model live; batches already running keep the one they read."""
@@ -101,25 +95,25 @@ class RecallEngine:
         Computing the lists (`RecallInput.compute`) needs no further reads, so a caller
         may apply the next batch's events while they are computed.
         """
-        cfg = self.config
+        cfg, profile = self.config, self.config.profile
         model = self.model  # read once: one version for the whole batch
         histories = await self.store.histories(users, last=cfg.history_len)
         features = await self.store.features(users)
-        seen = await self.store.seen_items(users) if cfg.seen_filter else None
+        seen = await self.store.seen_items(users) if profile.seen_filter else None
         unavailable = await self.store.unavailable_items()
         rankings = {"": await self.board.ranking("", n=cfg.popularity_depth)}
-        if cfg.popularity_region_weight > 0:
+        region_weight = profile.popularity.region_weight
+        if region_weight > 0:
             for region in regions_of(histories):
                 rankings[region] = await self.board.ranking(region, n=cfg.popularity_depth)
-        popularity = RankedPopularity(rankings, region_weight=cfg.popularity_region_weight)
-        channels: list[Channel] = [*model.extra] if model is not None else []
-        channels += [self.repeat, *self.extra_channels, popularity]
-        if cfg.returning is not None:
-            channels.append(ReturningPopularity(popularity, cfg.returning))
+        popularity = RankedPopularity(rankings, region_weight=region_weight)
+        # the tower goes first in `compute`, which embeds the batch's users once
+        channels = channels_of(profile, tower=None, itemcf=model.extra if model else (),
+                               popularity=popularity, repeat=self.repeat)
         return RecallInput(tower=model.channel if model is not None else None,
-                           channels=channels, fallback=popularity,
-                           merge=cfg.merge, filters=Filters(seen=cfg.seen_filter, deny=cfg.deny,
-                                                            allow=cfg.allow),
+                           channels=channels, fallback=popularity, merge=profile.merge,
+                           filters=Filters(seen=profile.seen_filter, deny=cfg.deny,
+                                           allow=cfg.allow),
                            users=list(users), histories=histories, features=features,
                            seen=seen, unavailable=unavailable, k=cfg.top_k, now=now,
                            version=model.version if model is not None else "")
@@ -161,7 +155,3 @@ class RecallInput:
                 vectors[j] = batch.vectors[n]
         return [UserRecall(r, self.version, f, v)
                 for r, f, v in zip(lists, self.features, vectors, strict=True)]
-
-
-def repeat_config(half_life_s: float | None) -> RepeatConfig:
-    return RepeatConfig(half_life_s=half_life_s or 14 * DAY)

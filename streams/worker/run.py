@@ -12,10 +12,12 @@ import faust
 import redis.asyncio as aioredis
 import torch
 
+from streams.errors import SettingsError
 from streams.logs import logging_config
-from streams.models.lifecycle import LiveModel, load_live_model
+from streams.models.lifecycle import load_live_model
+from streams.models.live import LiveModel
 from streams.models.store import CheckpointStore
-from streams.recall.profiles import MERGES, PROFILES, RETURNING
+from streams.recall.profiles import Profile, profile_named
 from streams.settings import Settings
 from streams.state.connect import live_version_now, open_state_store
 from streams.state.contract import StateConfig
@@ -29,18 +31,21 @@ __all__ = ["build_engine", "run_worker"]
 logger = logging.getLogger(__name__)
 
 
-def engine_config(settings: Settings) -> EngineConfig:
-    """The profile's recipe (the one `streams.evaluation.systems.nearline_system` evaluates)."""
-    profile = PROFILES[settings.profile]
-    repeat = profile.repeat if not settings.half_life_s else replace(
-        profile.repeat, half_life_s=settings.half_life_s)
-    return EngineConfig(top_k=settings.top_k, seen_filter=settings.seen_filter, repeat=repeat,
-                        popularity_region_weight=profile.popularity.region_weight,
-                        merge=MERGES[settings.profile], returning=RETURNING[settings.profile])
-
-
-def popularity_half_life(settings: Settings) -> float | None:
-    return settings.popularity_half_life_s or PROFILES[settings.profile].popularity.half_life_s
+def served_profile(settings: Settings) -> Profile:
+    """The profile named by the settings, with the settings that override it applied."""
+    try:
+        profile = profile_named(settings.profile)
+    except ValueError as exc:
+        raise SettingsError(f"NEARLINE_PROFILE: {exc}") from None
+    if settings.half_life_s:
+        profile = replace(profile, repeat=replace(profile.repeat,
+                                                  half_life_s=settings.half_life_s))
+    if settings.popularity_half_life_s:
+        profile = replace(profile, popularity=replace(
+            profile.popularity, half_life_s=settings.popularity_half_life_s))
+    if settings.seen_filter:
+        profile = replace(profile, seen_filter=True)
+    return profile
 
 
 def build_engine(settings: Settings, *, model: LiveModel | None = None) -> RecallEngine:
@@ -49,14 +54,17 @@ def build_engine(settings: Settings, *, model: LiveModel | None = None) -> Recal
                          embedding_ttl_s=settings.embedding_ttl_s or StateConfig.embedding_ttl_s)
     store = open_state_store(settings.redis_url, config=config)
     client = aioredis.Redis.from_url(settings.redis_url)
+    profile = served_profile(settings)
     board = PopularityBoard(client, prefix=settings.state_prefix,
-                            half_life_s=popularity_half_life(settings))
-    return RecallEngine(store, board, config=engine_config(settings), model=model)
+                            half_life_s=profile.popularity.half_life_s)
+    return RecallEngine(store, board, config=EngineConfig(profile=profile, top_k=settings.top_k),
+                        model=model)
 
 
 def run_worker(settings: Settings, *, roles: Sequence[str] = ROLES,
                loglevel: str = "info") -> None:
     """Create the topics, load the live model, then consume until stopped."""
+    served_profile(settings)  # a wrong profile name stops the worker before anything starts
     # one intra-op thread: the event loop, faiss and torch share few cores, and spinning
     # OpenMP pools fighting each other cost far more than they parallelise small batches
     torch.set_num_threads(max(1, settings.torch_threads))

@@ -185,6 +185,7 @@ def test_movielens_sanity_figures(shared_data: Path) -> None:
 
 def test_baselines_run_end_to_end_on_a_small_market() -> None:
     from streams.evaluation.baselines import baseline_systems
+    from streams.recall.profiles import profile_named
 
     rng = np.random.default_rng(11)
     n = 3000
@@ -206,5 +207,5 @@ def test_baselines_run_end_to_end_on_a_small_market() -> None:
     assert rows["popularity"]["stream"] == rows["popularity"]["frozen"]
     assert rows["repeat"]["stream"]["HitRate@10"] > rows["popularity_live"]["stream"]["HitRate@10"]
     assert rows["itemcf_live"]["stream"]["HitRate@10"] > rows["popularity"]["stream"]["HitRate@10"]
-    with pytest.raises(ValueError, match="unknown baseline profile"):
-        baseline_systems(data, profile="books")
+    with pytest.raises(ValueError, match="unknown profile 'books'"):
+        profile_named("books")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Container, Sequence
+from dataclasses import replace
 
 import pytest
 import redis.asyncio as aioredis
 
+from streams.recall.channels import RepeatConfig
 from streams.recall.merge import MergeConfig
+from streams.recall.profiles import PROFILES
 from streams.recall.returning import ReturningConfig, ReturningPopularity
 from streams.state.memory_store import InMemoryUserStateStore
 from streams.state.popularity import PopularityBoard
@@ -82,9 +85,11 @@ def test_a_worker_list_gets_it_only_when_computed_after_a_break(redis_server) ->
 async def _lists(redis_url: str) -> tuple[UserRecall, UserRecall]:
     client = aioredis.Redis.from_url(redis_url)
     board = PopularityBoard(client, prefix=f"ret{uuid.uuid4().hex[:6]}")
-    merge = MergeConfig(weights={"repeat": 1.0, "popularity": 0.0, "returning": 2.0})
-    engine = RecallEngine(InMemoryUserStateStore(), board, config=EngineConfig(
-        top_k=5, merge=merge, returning=ReturningConfig(away_s=DAY)))
+    profile = replace(PROFILES["retail"], returning=ReturningConfig(away_s=DAY),
+                      repeat=RepeatConfig(), merge=MergeConfig(
+                          weights={"repeat": 1.0, "popularity": 0.0, "returning": 2.0}))
+    engine = RecallEngine(InMemoryUserStateStore(), board,
+                          config=EngineConfig(profile=profile, top_k=5))
     t0 = 1_700_000_000.0
     events = [Interaction(event_id="a1", user_id="a", item_id="own", type="purchase", ts=t0)]
     events += [Interaction(event_id=f"h{j}", user_id=f"u{j}", item_id="hot", type="purchase",
