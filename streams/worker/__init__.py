@@ -3,7 +3,7 @@
 `run` starts a worker (settings -> topics, state, engine, app), `app` builds the Faust
 app and its HTTP endpoints, `pipeline` handles one micro-batch (no Faust), `engine`
 applies events and computes lists (no Kafka), `records` decodes messages, `watcher`
-swaps in a new live version, `metrics` and `registry` serve `/metrics`, `faust_fetch`
+swaps in a new live version, `metrics` serves `/metrics`, `faust_fetch`
 makes the consumer's fetch wait a setting.
 
 Imports: `streams.state`, `streams.recall`, `streams.models` and the top-level modules.

@@ -27,6 +27,7 @@ from streams.models.store import CheckpointStore
 from streams.settings import Settings
 from streams.worker.engine import RecallEngine
 from streams.worker.faust_fetch import set_fetch_max_wait
+from streams.worker.metrics import CONTENT_TYPE
 from streams.worker.pipeline import Incoming, Pipeline, to_result
 from streams.worker.records import DeadLetter, RecallResult, dead_letter, decode_announcement
 from streams.worker.watcher import LiveVersionWatcher
@@ -168,14 +169,12 @@ def _lag_gauge(app: faust.App, pipeline: Pipeline) -> None:
             logger.debug("consumer lag unavailable: %s", exc)
             return
         for name, value in lag.items():
-            pipeline.metrics.consumer_lag.set(value, topic=name)
+            pipeline.metrics.consumer_lag.labels(topic=name).set(value)
 
 
 def _watch_live_version(app: faust.App, pipeline: Pipeline, store: CheckpointStore) -> None:
     def swapped(model: LiveModel) -> None:
-        pipeline.metrics.model_version.clear()
-        pipeline.metrics.model_version.set(1, version=model.version)
-        pipeline.metrics.index_items.set(model.index_items)
+        pipeline.metrics.live_model(model.version, model.index_items)
         pipeline.metrics.swaps.inc()
 
     watcher = LiveVersionWatcher(pipeline.engine, store, on_swap=swapped)
@@ -324,8 +323,7 @@ def _web(app: faust.App, settings: Settings, pipeline: Pipeline) -> None:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(pipeline.metrics.render().encode(),
-                              content_type="text/plain; version=0.0.4")
+            return self.bytes(pipeline.metrics.render(), content_type=CONTENT_TYPE)
 
     logger.debug("web views: %s", [RecallView, EmbeddingView, Health, Version, Metrics])
 

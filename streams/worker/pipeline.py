@@ -107,9 +107,9 @@ class Pipeline:
                     max_future_s=self.max_future_s,
                     max_envelope_events=self.max_envelope_events,
                     max_envelope_bytes=self.max_envelope_bytes):
-                self.metrics.events_in.inc(topic=m.topic)
+                self.metrics.events_in.labels(topic=m.topic).inc()
                 if isinstance(record, EventError):
-                    self.metrics.dead_lettered.inc(reason=record.reason)
+                    self.metrics.dead_lettered.labels(reason=record.reason).inc()
                     bad.append(dead_letter(raw, topic=m.topic, partition=m.partition,
                                            offset=m.offset, error=record, now=now,
                                            element=element))
@@ -150,7 +150,7 @@ class Pipeline:
                           ) -> asyncio.Task[list[RecallResult]]:
         events: list[Interaction] = [r for _, r in good]  # type: ignore[misc]
         applied = await self._retry(lambda: self.engine.apply(events), "apply interactions")
-        self.metrics.applied.inc(sum(applied), topic=good[0][0].topic)
+        self.metrics.applied.labels(topic=good[0][0].topic).inc(sum(applied))
         self.metrics.duplicates.inc(len(applied) - sum(applied))
         arrivals: dict[str, float] = {}
         for m, e in zip((m for m, _ in good), events, strict=True):
@@ -199,7 +199,7 @@ class Pipeline:
 
     def _count(self, fresh: bool, topic: str) -> None:
         if fresh:
-            self.metrics.applied.inc(topic=topic)
+            self.metrics.applied.labels(topic=topic).inc()
         else:  # a redelivered event: nothing changed
             self.metrics.duplicates.inc()
 

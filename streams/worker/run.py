@@ -87,8 +87,7 @@ def run_worker(settings: Settings, *, roles: Sequence[str] = ROLES,
     engine = build_engine(settings, model=model)
     app, pipeline = create_app(settings, engine, roles=roles, store=store)
     if model is not None:
-        pipeline.metrics.model_version.set(1, version=model.version)
-        pipeline.metrics.index_items.set(model.index_items)
+        pipeline.metrics.live_model(model.version, model.index_items)
     logger.info("worker %s (%s): kafka %s, model %s", settings.app_id, ",".join(roles),
                 settings.kafka_url, model.version if model else "none")
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False,

@@ -35,7 +35,7 @@ async def _deliver_twice(redis_url: str, kind: str) -> tuple[dict[str, Any], ...
     finally:
         await client.aclose()
     expected = {"good": len(good), "bad": len(bad), "letters": len(sink.letters)}
-    return expected, await store.counters(), parse_metrics(pipeline.metrics.render())
+    return expected, await store.counters(), parse_metrics(pipeline.metrics.render().decode())
 
 
 @pytest.mark.parametrize("kind", ["interactions", "context", "items"])
