@@ -206,7 +206,8 @@ def evaluate_system(system: RecallSystem, split: EvalSplit, *, ks: Sequence[int]
                     protocols: Sequence[str] = PROTOCOLS) -> dict[str, Any]:
     """Fit at the boundary and run the requested protocols; one `systems` entry."""
     unknown = set(protocols) - set(PROTOCOLS)
-    assert not unknown, f"unknown protocols {sorted(unknown)}; known: {PROTOCOLS}"
+    if unknown:
+        raise ValueError(f"unknown protocols {sorted(unknown)}; known: {', '.join(PROTOCOLS)}")
     start = time.perf_counter()
     system.fit(split.dataset, split.history())
     fit_s = time.perf_counter() - start

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from streams.errors import SettingsError
 from towers.data import Dataset, Interactions
 from towers.sequence import DAY, UserHistory, recency_weights
 
@@ -126,9 +127,11 @@ class PopularityConfig:
     quantity_weighted: bool = False  # count units instead of lines (lines match events)
 
     def __post_init__(self) -> None:
-        assert self.half_life_s is None or self.half_life_s > 0
-        assert self.window_s is None or self.window_s > 0
-        assert 0.0 <= self.region_weight <= 1.0
+        if (self.half_life_s is not None and self.half_life_s <= 0) or \
+                (self.window_s is not None and self.window_s <= 0):
+            raise SettingsError("popularity: half_life_s and window_s must be positive or None")
+        if not 0.0 <= self.region_weight <= 1.0:
+            raise SettingsError("popularity: region_weight must lie in [0, 1]")
 
 
 class PopularityChannel:

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from streams.errors import SettingsError
 from streams.recall.channels import Candidates, ItemIds, first_k, grow
 from streams.recall.history import time_order
 from towers.data import Dataset, Interactions
@@ -50,8 +51,10 @@ class ItemCFConfig:
     quantity_weighted: bool = False  # recency weight times quantity
 
     def __post_init__(self) -> None:
-        assert self.neighbours >= 1 and self.window >= 1 and self.recent >= 1
-        assert 0.0 <= self.alpha <= 1.0 and self.half_life_s > 0
+        if min(self.neighbours, self.window, self.recent) < 1:
+            raise SettingsError("item-CF: neighbours, window and recent must be at least 1")
+        if not (0.0 <= self.alpha <= 1.0 and self.half_life_s > 0):
+            raise SettingsError("item-CF: alpha must lie in [0, 1] and half_life_s be positive")
 
 
 class ItemCFChannel:
@@ -164,7 +167,7 @@ class ItemCFChannel:
             n = np.asarray(obj["n"], dtype=np.float64)
             nbr = np.asarray(obj["neighbours"], dtype=np.int64).reshape(len(items), -1)
             cnt = np.asarray(obj["counts"], dtype=np.float64).reshape(nbr.shape)
-        except (KeyError, TypeError, ValueError, AssertionError) as exc:
+        except (KeyError, TypeError, ValueError, SettingsError) as exc:
             raise ValueError(f"neighbour table: {exc}") from None
         if len(n) != len(items) or nbr.shape[1] != config.neighbours \
                 or (nbr.size and (nbr.max() >= len(items) or nbr.min() < -1)):

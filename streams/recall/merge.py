@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from streams.errors import SettingsError
+
 __all__ = ["MergeConfig", "Merged", "merge"]
 
 Candidates = list[tuple[str, float]]
@@ -28,8 +30,9 @@ class MergeConfig:
 
     def __post_init__(self) -> None:
         if self.method not in ("rrf", "score"):
-            raise ValueError(f"merge method {self.method!r}: use 'rrf' or 'score'")
-        assert self.rrf_k >= 0 and all(q >= 0 for q in self.quotas.values())
+            raise SettingsError(f"merge method {self.method!r}: use 'rrf' or 'score'")
+        if self.rrf_k < 0 or any(q < 0 for q in self.quotas.values()):
+            raise SettingsError("merge: rrf_k and quotas must not be negative")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ def test_round_trip_gives_the_same_candidates() -> None:
         channel.candidates(histories.many(users), k=15, now=now)
 
 
-@pytest.mark.parametrize("breakage", ["format", "index", "shape"])
+@pytest.mark.parametrize("breakage", ["format", "index", "shape", "config"])
 def test_bad_tables_are_rejected(breakage: str) -> None:
     data = load_dataset("market", days=5)
     channel = ItemCFChannel(ItemCFConfig(neighbours=5))
@@ -32,6 +32,8 @@ def test_bad_tables_are_rejected(breakage: str) -> None:
         table["format"] = "pickle"
     elif breakage == "index":
         table["neighbours"][0][0] = 10**6  # type: ignore[index]
+    elif breakage == "config":  # refused by a check that `python -O` keeps
+        table["config"]["neighbours"] = 0  # type: ignore[index]
     else:
         table["n"] = table["n"][:-1]  # type: ignore[index]
     with pytest.raises(ValueError, match="neighbour table"):

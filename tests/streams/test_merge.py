@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from streams.errors import SettingsError
 from streams.recall.merge import MergeConfig, merge
 
 A = ("A", [("a", 3.0), ("b", 2.0), ("c", 1.0)])
@@ -56,5 +57,5 @@ def test_quota_of_an_empty_channel_gives_its_places_away() -> None:
 
 
 def test_bad_method_is_refused() -> None:
-    with pytest.raises(ValueError, match="merge method"):
+    with pytest.raises(SettingsError, match="merge method"):
         MergeConfig(method="max")
