@@ -9,7 +9,8 @@ around `add` and `remove`, since faiss must not be mutated during a search.
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
+from abc import ABC, abstractmethod
+from typing import ClassVar, TypeVar
 
 import faiss
 import numpy as np
@@ -19,18 +20,30 @@ from index.errors import IndexInputError
 
 logger = logging.getLogger(__name__)
 
-
-def expect_type(index: faiss.Index, outer: type, inner: type | None = None) -> None:
-    """Refuse a loaded index of another type than the sidecar's backend writes."""
-    if not isinstance(index, outer):
-        raise ValueError(f"expected a {outer.__name__}, found {type(index).__name__}")
-    if inner is not None:
-        sub = faiss.downcast_index(index.index)
-        if not isinstance(sub, inner):
-            raise ValueError(f"expected a {inner.__name__} inside, found {type(sub).__name__}")
+IndexT = TypeVar("IndexT", bound=faiss.Index)
 
 
-class Backend:
+def expect_type(index: faiss.Index, kind: type[IndexT]) -> IndexT:
+    """`index` as a `kind`: refuses a loaded index of another type than the backend writes."""
+    if not isinstance(index, kind):
+        raise ValueError(f"expected a {kind.__name__}, found {type(index).__name__}")
+    return index
+
+
+def downcast(index: faiss.Index, kind: type[IndexT], *, inside: bool = False) -> IndexT:
+    """`index` as its concrete faiss class, which must be a `kind` (ValueError otherwise).
+
+    faiss hands out the indexes it holds (the one inside an id map, HNSW storage) as its
+    generic `Index`; `faiss.downcast_index` gives the class with that type's attributes.
+    """
+    concrete = faiss.downcast_index(index)
+    if not isinstance(concrete, kind):
+        where = " inside" if inside else ""
+        raise ValueError(f"expected a {kind.__name__}{where}, found {type(concrete).__name__}")
+    return concrete
+
+
+class Backend(ABC):
     """Common shape of the backends; `index` is what gets written to disk."""
 
     name: ClassVar[str]
@@ -38,6 +51,17 @@ class Backend:
 
     def __init__(self, index: faiss.Index) -> None:
         self.index = index
+
+    @classmethod
+    @abstractmethod
+    def create(cls, dim: int, n_items: int, config: IndexConfig) -> Backend:
+        """An empty backend for about `n_items` vectors of dimension `dim`, untrained."""
+
+    @classmethod
+    @abstractmethod
+    def restore(cls, index: faiss.Index, arrays: dict[str, np.ndarray], *, config: IndexConfig,
+                live_slots: np.ndarray) -> Backend:
+        """The backend around a loaded faiss index and its `arrays`; ValueError on a mismatch."""
 
     @property
     def dim(self) -> int:
@@ -49,12 +73,15 @@ class Backend:
 
     def train(self, vectors: np.ndarray, *, config: IndexConfig) -> None:
         """Fit whatever the backend learns from data; nothing for most."""
+        return None  # a deliberate default, not an abstract method
 
     def add(self, slots: np.ndarray, vectors: np.ndarray) -> None:
         self.index.add_with_ids(vectors, slots)
 
     def remove(self, slots: np.ndarray) -> None:
-        removed = self.index.remove_ids(np.ascontiguousarray(slots, dtype=np.int64))
+        # the selector faiss's own wrapper builds for an array of ids
+        removed = self.index.remove_ids(
+            faiss.IDSelectorBatch(np.ascontiguousarray(slots, dtype=np.int64)))
         assert removed == len(slots), f"removed {removed} of {len(slots)} slots"
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,8 +125,9 @@ class ExactBackend(Backend):
     @classmethod
     def restore(cls, index: faiss.Index, arrays: dict[str, np.ndarray], *, config: IndexConfig,
                 live_slots: np.ndarray) -> ExactBackend:
-        expect_type(index, faiss.IndexIDMap, faiss.IndexFlatIP)
-        return cls(index)
+        idmap = expect_type(index, faiss.IndexIDMap)
+        downcast(idmap.index, faiss.IndexFlatIP, inside=True)
+        return cls(idmap)
 
     def empty_like(self) -> ExactBackend:
         return ExactBackend(faiss.IndexIDMap(faiss.IndexFlatIP(self.dim)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from index.backends import Backend, expect_type, knn_live
+from index.backends import Backend, downcast, expect_type, knn_live
 from index.config import IndexConfig
 from index.errors import IndexInputError
 
@@ -20,12 +20,13 @@ class HNSWBackend(Backend):
 
     name = "hnsw"
     reuses_slots = False
+    index: faiss.IndexIDMap
 
-    def __init__(self, index: faiss.Index, *, dead: np.ndarray | None = None) -> None:
+    def __init__(self, index: faiss.IndexIDMap, *, dead: np.ndarray | None = None) -> None:
         super().__init__(index)
-        self.hnsw_index = faiss.downcast_index(faiss.downcast_index(index).index)
+        self.hnsw_index = downcast(index.index, faiss.IndexHNSWFlat, inside=True)
         self.dead = np.zeros(0, dtype=bool) if dead is None else dead  # by slot
-        self._params: faiss.SearchParametersHNSW | None = None
+        self._params: faiss.SearchParameters | None = None  # HNSW ones that skip tombstones
         self._bitmap = np.zeros(0, dtype=np.uint8)  # the selector points into it
         self._selector: faiss.IDSelector | None = None  # the params do not own it
         self._refresh_filter()
@@ -40,12 +41,13 @@ class HNSWBackend(Backend):
     @classmethod
     def restore(cls, index: faiss.Index, arrays: dict[str, np.ndarray], *, config: IndexConfig,
                 live_slots: np.ndarray) -> HNSWBackend:
-        expect_type(index, faiss.IndexIDMap, faiss.IndexHNSWFlat)
-        stored = faiss.vector_to_array(faiss.downcast_index(index).id_map)
+        idmap = expect_type(index, faiss.IndexIDMap)
+        downcast(idmap.index, faiss.IndexHNSWFlat, inside=True)
+        stored = faiss.vector_to_array(idmap.id_map)
         dead = np.zeros(int(stored.max(initial=-1)) + 1, dtype=bool)
         dead[stored] = True
         dead[live_slots[live_slots < len(dead)]] = False
-        return cls(index, dead=dead)
+        return cls(idmap, dead=dead)
 
     def count(self) -> int:
         return int(self.index.ntotal) - int(self.dead.sum())
@@ -67,15 +69,16 @@ class HNSWBackend(Backend):
 
     def exact_search(self, queries: np.ndarray, k: int,
                      live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        storage = faiss.downcast_index(self.hnsw_index.storage)
+        storage = downcast(self.hnsw_index.storage, faiss.IndexFlat, inside=True)
         n = int(storage.ntotal)
         vectors = faiss.rev_swig_ptr(storage.get_xb(), n * self.dim).reshape(n, self.dim)
-        slot_of_row = faiss.vector_to_array(faiss.downcast_index(self.index).id_map)
+        slot_of_row = faiss.vector_to_array(self.index.id_map)
         return knn_live(queries, vectors, slot_of_row, live, k)
 
     def empty_like(self) -> HNSWBackend:
         h = self.hnsw_index.hnsw
-        inner = faiss.IndexHNSWFlat(self.dim, int(h.nb_neighbors(1)), faiss.METRIC_INNER_PRODUCT)
+        m = int(h.nb_neighbors(1))  # type: ignore[attr-defined]  # faiss: missing from its stubs
+        inner = faiss.IndexHNSWFlat(self.dim, m, faiss.METRIC_INNER_PRODUCT)
         inner.hnsw.efConstruction = h.efConstruction
         inner.hnsw.efSearch = h.efSearch
         return HNSWBackend(faiss.IndexIDMap(inner))
@@ -98,7 +101,7 @@ class HNSWBackend(Backend):
             self._params = None
             return
         self._bitmap = np.packbits(~self.dead, bitorder="little")
-        params = faiss.SearchParametersHNSW()
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # faiss: not in stubs
         params.efSearch = int(self.hnsw_index.hnsw.efSearch)
         self._selector = faiss.IDSelectorBitmap(len(self._bitmap), faiss.swig_ptr(self._bitmap))
         params.sel = self._selector

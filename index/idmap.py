@@ -41,7 +41,7 @@ def encode_ids(ids: Sequence[str]) -> np.ndarray:
         raise IndexInputError(f"{len(bad)} item ids are not non-empty strings without NUL "
                               f"characters: {_examples(bad)}")
     if len(lengths) and lengths.max() > MAX_ID_BYTES:
-        too_long = [ids[i] for i in np.flatnonzero(lengths > MAX_ID_BYTES)]
+        too_long = [ids[int(i)] for i in np.flatnonzero(lengths > MAX_ID_BYTES)]
         raise IndexInputError(f"{len(too_long)} item ids are longer than {MAX_ID_BYTES} UTF-8 "
                               f"bytes: {_examples(too_long)}")
     keys = np.empty(len(encoded), dtype=f"S{max(int(lengths.max(initial=1)), 1)}")

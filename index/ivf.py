@@ -7,7 +7,7 @@ import logging
 import faiss
 import numpy as np
 
-from index.backends import Backend, expect_type, knn_live
+from index.backends import Backend, downcast, expect_type, knn_live
 from index.config import IndexConfig
 from index.errors import IndexInputError
 
@@ -30,7 +30,7 @@ class IVFBackend(Backend):
 
     def __init__(self, index: faiss.Index, vectors: np.ndarray, *, rerank: int) -> None:
         super().__init__(index)
-        self.ivf = faiss.downcast_index(index)
+        self.ivf = downcast(index, faiss.IndexIVFPQFastScan)
         self._vectors = vectors  # (capacity, d) float32, row = slot; grows geometrically
         self._rows = len(vectors)  # rows in use: 1 + the highest slot ever added
         self.rerank = rerank
@@ -52,11 +52,11 @@ class IVFBackend(Backend):
     @classmethod
     def restore(cls, index: faiss.Index, arrays: dict[str, np.ndarray], *, config: IndexConfig,
                 live_slots: np.ndarray) -> IVFBackend:
-        expect_type(index, faiss.IndexIVFPQFastScan)
+        ivf = expect_type(index, faiss.IndexIVFPQFastScan)
         vectors = arrays["vectors"]
-        if vectors.shape[1:] != (index.d,) or len(vectors) < (live_slots.max(initial=-1) + 1):
+        if vectors.shape[1:] != (ivf.d,) or len(vectors) < (live_slots.max(initial=-1) + 1):
             raise ValueError(f"vectors of shape {vectors.shape} do not cover the live slots")
-        return cls(index, vectors, rerank=config.rerank)
+        return cls(ivf, vectors, rerank=config.rerank)
 
     def train(self, vectors: np.ndarray, *, config: IndexConfig) -> None:
         nlist = self.ivf.nlist
@@ -92,8 +92,13 @@ class IVFBackend(Backend):
         self._clear_vacated(before)
         self._vectors[slots] = 0.0
 
-    def _list_sizes(self) -> np.ndarray:
+    def _invlists(self) -> faiss.InvertedLists:
         invlists = self.ivf.invlists
+        assert invlists is not None, "an IVF index owns its inverted lists"
+        return invlists
+
+    def _list_sizes(self) -> np.ndarray:
+        invlists = self._invlists()
         return np.array([invlists.list_size(i) for i in range(self.ivf.nlist)], dtype=np.int64)
 
     def _clear_vacated(self, before: np.ndarray) -> None:
@@ -103,8 +108,9 @@ class IVFBackend(Backend):
         new codes into their positions; `remove_ids` shrinks a list without clearing the
         positions it frees, so the next add would blend old and new codes.
         """
-        invlists = faiss.downcast_InvertedLists(self.ivf.invlists)
-        per_block = int(invlists.n_per_block)
+        invlists = faiss.downcast_InvertedLists(self._invlists())  # a BlockInvertedLists
+        # faiss: BlockInvertedLists (and so n_per_block) is missing from its stubs
+        per_block = int(invlists.n_per_block)  # type: ignore[attr-defined]
         packer = self.ivf.get_CodePacker()
         zero = np.zeros(packer.code_size, dtype=np.uint8)
         after = self._list_sizes()

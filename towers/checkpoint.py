@@ -123,9 +123,7 @@ def verify_manifest(path: Path) -> dict[str, object]:
     manifest = _read_json(path / "manifest.json")
     if manifest.get("format") != FORMAT:
         raise CheckpointError(f"manifest format {manifest.get('format')!r} is not {FORMAT}")
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        raise CheckpointError("manifest.json has no 'files' object")
+    files = _listed_files(manifest)
     for name in files:
         if not isinstance(name, str) or name not in FILES + OPTIONAL_FILES:
             raise CheckpointError(f"manifest names an unexpected file {name!r} "
@@ -141,6 +139,14 @@ def verify_manifest(path: Path) -> dict[str, object]:
             raise CheckpointError(f"{name} does not match its sha256 in the manifest "
                                   "(corrupt or modified checkpoint)")
     return manifest
+
+
+def _listed_files(manifest: dict[str, object]) -> dict[str, object]:
+    """The manifest's file name -> sha256 object."""
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise CheckpointError("manifest.json has no 'files' object")
+    return files
 
 
 def _tower_config(obj: object) -> TowerConfig:
@@ -185,8 +191,7 @@ def load_checkpoint(path: Path | str, *, item_table: bool = True) -> Checkpoint:
     tower = _tower_config(config.get("tower"))
     try:
         spec = FeatureSpec.from_json(_read_json(path / "features.json"))
-        items = (ItemTable.from_json(_read_json(path / "items.json"))  # type: ignore[arg-type]
-                 if item_table else None)
+        items = ItemTable.from_json(_read_json(path / "items.json")) if item_table else None
     except FeatureError as exc:
         raise CheckpointError(str(exc)) from exc
     if spec.fingerprint() != config.get("feature_fingerprint"):
@@ -198,8 +203,7 @@ def load_checkpoint(path: Path | str, *, item_table: bool = True) -> Checkpoint:
     model.eval()
     version = str(manifest["version"])
     logger.info("checkpoint %s loaded from %s", version, path)
-    extras = {name: path / name for name in OPTIONAL_FILES
-               if name in manifest["files"]}  # type: ignore[operator]
+    extras = {name: path / name for name in OPTIONAL_FILES if name in _listed_files(manifest)}
     return Checkpoint(version=version, model=model, spec=spec, items=items,
                       metrics=_read_json(path / "metrics.json"), path=path, extras=extras)
 

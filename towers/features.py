@@ -8,8 +8,8 @@ valid (out-of-vocabulary) encoding and a dense value is normalised with training
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import orjson
@@ -74,13 +74,16 @@ class ItemTable:
                 "count": self.count.tolist()}
 
     @classmethod
-    def from_json(cls, obj: dict[str, list[object]]) -> ItemTable:
+    def from_json(cls, obj: Mapping[str, object]) -> ItemTable:
         try:
-            table = cls(ids=np.array(obj["ids"], dtype=object),
-                        category=np.array(obj["category"], dtype=object),
-                        price=np.array([np.nan if p is None else p for p in obj["price"]],
+            table = cls(ids=np.array(_json_list(obj, "ids", "item table"), dtype=object),
+                        category=np.array(_json_list(obj, "category", "item table"),
+                                          dtype=object),
+                        price=np.array([np.nan if p is None else p
+                                        for p in _json_list(obj, "price", "item table")],
                                        dtype=np.float32),
-                        count=np.array(obj["count"], dtype=np.float32))
+                        count=np.array(_json_list(obj, "count", "item table"),
+                                       dtype=np.float32))
         except (KeyError, TypeError, ValueError) as exc:
             raise FeatureError(f"item table is malformed: {exc}") from exc
         if not (len(table.ids) == len(table.category) == len(table.price) == len(table.count)):
@@ -118,20 +121,23 @@ class FeatureSpec:
         }
 
     @classmethod
-    def from_json(cls, obj: dict[str, object]) -> FeatureSpec:
+    def from_json(cls, obj: Mapping[str, object]) -> FeatureSpec:
         if obj.get("format") != SPEC_FORMAT:
             raise FeatureError(f"feature spec format {obj.get('format')!r} is not {SPEC_FORMAT}")
         try:
-            raw = dict(obj["settings"])  # type: ignore[call-overload]
-            raw["half_lives_s"] = tuple(raw["half_lives_s"])
-            settings = FeatureSettings(**raw)
-            vocabs = {k: Vocabulary.from_json(obj[k])  # type: ignore[arg-type]
+            settings = _settings_from_json(_json_object(obj, "settings", "feature spec"))
+            vocabs = {k: Vocabulary.from_json(_json_object(obj, k, "feature spec"))
                       for k in ("users", "items", "categories", "regions")}
-            stats = {k: DenseStats.from_json(obj[k]) for k in _STATS}  # type: ignore[arg-type]
-            edges = [float(e) for e in obj["price_edges"]]  # type: ignore[union-attr]
+            stats = {k: DenseStats.from_json(_json_object(obj, k, "feature spec"))
+                     for k in _STATS}
+            edges = [float(e) for e in _json_numbers(obj, "price_edges", "feature spec")]
         except (KeyError, TypeError, ValueError) as exc:
             raise FeatureError(f"feature spec is malformed: {exc!r}") from exc
-        return cls(settings=settings, price_edges=edges, **vocabs, **stats)
+        return cls(settings=settings, users=vocabs["users"], items=vocabs["items"],
+                   categories=vocabs["categories"], regions=vocabs["regions"],
+                   price_edges=edges, log_price=stats["log_price"],
+                   log_count=stats["log_count"], log_history=stats["log_history"],
+                   log_quantity=stats["log_quantity"], temperature=stats["temperature"])
 
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON: equal specs encode identically."""
@@ -139,6 +145,56 @@ class FeatureSpec:
 
 
 _STATS = ("log_price", "log_count", "log_history", "log_quantity", "temperature")
+
+
+def _json_object(obj: Mapping[str, object], key: str, what: str) -> dict[str, object]:
+    """`obj[key]` if it is a JSON object (KeyError when absent), else a FeatureError."""
+    value = obj[key]
+    if not isinstance(value, dict):
+        raise FeatureError(f"{what} {key!r} must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _json_list(obj: Mapping[str, object], key: str, what: str) -> Sequence[object]:
+    """`obj[key]` if it is an array: a JSON one, or the tuple `to_json` gives before JSON.
+
+    KeyError when absent, FeatureError when something else.
+    """
+    value = obj[key]
+    if not isinstance(value, list | tuple):
+        raise FeatureError(f"{what} {key!r} must be a JSON array, not {type(value).__name__}")
+    return value
+
+
+def _json_numbers(obj: Mapping[str, object], key: str, what: str) -> list[float]:
+    """`obj[key]` if it is a JSON array of numbers (ints stay ints), else a FeatureError."""
+    numbers: list[float] = []
+    for value in _json_list(obj, key, what):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise FeatureError(f"{what} {key!r} must hold numbers, not {value!r:.40}")
+        numbers.append(value)
+    return numbers
+
+
+def _settings_from_json(obj: Mapping[str, object]) -> FeatureSettings:
+    """Settings as `asdict` wrote them; every field but the half-lives is an integer.
+
+    A missing field takes its default, except the half-lives (KeyError, as for any key
+    missing from the spec).
+    """
+    unknown = sorted(set(obj) - {f.name for f in fields(FeatureSettings)})
+    if unknown:
+        raise FeatureError(f"feature settings have unknown fields {unknown}")
+    # kept as read, ints and floats alike: the spec fingerprint hashes them as stored
+    half_lives = tuple(_json_numbers(obj, "half_lives_s", "feature settings"))
+    counts: dict[str, int] = {}
+    for name, value in obj.items():
+        if name == "half_lives_s":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise FeatureError(f"feature settings {name}={value!r:.40} is not an integer")
+        counts[name] = value
+    return FeatureSettings(half_lives_s=half_lives, **counts)
 
 
 def fit_feature_spec(dataset: Dataset, history: Interactions,

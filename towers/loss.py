@@ -20,6 +20,8 @@ __all__ = ["RetrievalLoss"]
 class RetrievalLoss(nn.Module):
     """Wraps a `TwoTower` with its training objective."""
 
+    log_q: torch.Tensor  # (n_items,) log sampling probability, or empty: a registered buffer
+
     def __init__(self, model: TwoTower, *, temperature: float,
                  log_q: torch.Tensor | None) -> None:
         super().__init__()

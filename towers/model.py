@@ -8,6 +8,7 @@ item's own. Outputs are L2-normalised, so inner product = cosine similarity.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from torch import nn
 
 from towers.features import N_CTX_DENSE, N_ITEM_DENSE, N_USER_DENSE, ItemBatch, UserBatch
 
-__all__ = ["ItemTower", "TowerConfig", "TwoTower", "UserTower"]
+__all__ = ["ItemTower", "TowerConfig", "TowerOverrides", "TwoTower", "UserTower"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,17 @@ class TowerConfig:
     dropout: float = 0.1
     user_id_dropout: float = 0.2  # train the tower to work without the id (new users)
     use_user_id: bool = True
+
+
+class TowerOverrides(TypedDict, total=False):
+    """The `TowerConfig` fields a caller chooses; the sizes come from the feature spec."""
+
+    dim: int
+    emb_dim: int
+    hidden: int
+    dropout: float
+    user_id_dropout: float
+    use_user_id: bool
 
 
 def _mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:

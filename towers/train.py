@@ -10,6 +10,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Unpack
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from towers.features import (
     fit_feature_spec,
 )
 from towers.loss import RetrievalLoss
-from towers.model import TowerConfig, TwoTower
+from towers.model import TowerConfig, TowerOverrides, TwoTower
 from towers.validate import stream_hit_rate
 
 logger = logging.getLogger(__name__)
@@ -91,11 +92,11 @@ def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def tower_config(spec: FeatureSpec, **overrides: object) -> TowerConfig:
+def tower_config(spec: FeatureSpec, **overrides: Unpack[TowerOverrides]) -> TowerConfig:
     return TowerConfig(
         n_users=spec.users.size, n_items=spec.items.size, n_categories=spec.categories.size,
         n_price_bands=spec.n_price_bands, n_regions=spec.regions.size,
-        n_half_lives=len(spec.settings.half_lives_s), **overrides,  # type: ignore[arg-type]
+        n_half_lives=len(spec.settings.half_lives_s), **overrides,
     )
 
 
@@ -184,7 +185,7 @@ class _Fit:
 
 
 def train(dataset: Dataset, *, features: FeatureSettings | None = None,
-          tower: dict[str, object] | None = None, config: TrainConfig | None = None
+          tower: TowerOverrides | None = None, config: TrainConfig | None = None
           ) -> TrainResult:
     """Fit towers on `dataset`: early stopping on valid Recall@K, then an optional refit."""
     config = config or TrainConfig()
@@ -215,7 +216,7 @@ def train(dataset: Dataset, *, features: FeatureSettings | None = None,
 
 
 def _fit(dataset: Dataset, rows: np.ndarray, valid_rows: np.ndarray | None, epochs: int,
-         features: FeatureSettings, tower: dict[str, object], cfg: TrainConfig, *,
+         features: FeatureSettings, tower: TowerOverrides, cfg: TrainConfig, *,
          schedule_epochs: int | None = None) -> _Fit:
     _set_seed(cfg.seed)
     started = time.perf_counter()

@@ -86,11 +86,11 @@ class _Simulation:
         start &= day > 0
         self.national_back[start] = day + rng.integers(2, 6, start.sum())
         for k in np.flatnonzero(m.sku_launch == day):
-            self._item(k, ts, True)
+            self._item(int(k), ts, True)
         for k in np.flatnonzero(start):
-            self._item(k, ts, False)
+            self._item(int(k), ts, False)
         for k in np.flatnonzero((self.national_back == day) & (day > 0)):
-            self._item(k, ts, True)
+            self._item(int(k), ts, True)
 
     def _item(self, k: int, ts: float, available: bool) -> None:
         m = self.m
@@ -125,7 +125,7 @@ class _Simulation:
         bought = np.zeros((cfg.n_stores, cfg.n_skus), dtype=bool)
         bought[store, sku] = True
         orderers = np.flatnonzero(ordering)
-        extra = [self._impulse(s, cond, avail, bought[s]) for s in orderers]
+        extra = [self._impulse(int(s), cond, avail, bought[s]) for s in orderers]
         store = np.concatenate([store, *(e[0] for e in extra)]).astype(int)
         sku = np.concatenate([sku, *(e[1] for e in extra)]).astype(int)
         qty = np.concatenate([qty, *(e[2] for e in extra)])

@@ -37,7 +37,7 @@ def open_binary(path: str | Path) -> IO[bytes]:
     if not path.is_file():
         raise DataError("no such file", path=str(path))
     if path.suffix == ".gz":
-        return io.BufferedReader(gzip.open(path, "rb"), 1 << 20)  # type: ignore[arg-type]
+        return io.BufferedReader(gzip.open(path, "rb"), 1 << 20)
     return open(path, "rb")
 
 
