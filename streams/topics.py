@@ -8,6 +8,7 @@ partition count decides how far the workers can scale out.
 from __future__ import annotations
 
 import logging
+import socket
 
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -17,7 +18,8 @@ from kafka.partitioner.default import murmur2
 from streams.errors import ServiceError
 from streams.settings import Settings
 
-__all__ = ["admin_options", "default_partition", "ensure_topics", "partition_count"]
+__all__ = ["admin_options", "check_reachable", "default_partition", "ensure_topics",
+           "partition_count"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +43,28 @@ def admin_options(settings: Settings) -> dict[str, object]:
     return options
 
 
+def check_reachable(settings: Settings, *, timeout_s: float = 3.0) -> None:
+    """Raise ServiceError at once when no bootstrap server accepts a TCP connection.
+
+    kafka-python retries an unreachable bootstrap list for about 30 s before it gives
+    up; a plain connect answers "refused" in milliseconds, so a command whose broker is
+    down says so now. Anything that accepts the connection is left to the client.
+    """
+    errors = []
+    for server in settings.kafka_url.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]") or "localhost", int(port)),
+                                     timeout=timeout_s).close()
+            return
+        except (OSError, ValueError) as exc:
+            errors.append(f"{server.strip()}: {exc}")
+    raise ServiceError(f"cannot reach Kafka at {settings.kafka_url} ({'; '.join(errors)})")
+
+
 def partition_count(settings: Settings, topic: str) -> int:
     """How many partitions `topic` has: what a producer's partitioner divides by."""
+    check_reachable(settings)
     try:
         consumer = KafkaConsumer(**admin_options(settings))  # type: ignore[arg-type]
     except KafkaError as exc:
@@ -58,6 +80,7 @@ def partition_count(settings: Settings, topic: str) -> int:
 
 def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
     """Create every topic of `settings.topics` that is missing; returns the created ones."""
+    check_reachable(settings)
     try:
         admin = KafkaAdminClient(client_id=f"{settings.app_id}-admin",
                                  request_timeout_ms=int(timeout_s * 1000),
