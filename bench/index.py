@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 # This script shares its name with the `index` package: keep bench/ off the import path.
@@ -76,13 +77,18 @@ def timed(call: Callable[[], object]) -> tuple[object, float]:
     return out, time.perf_counter() - started
 
 
+def upsert_new(index: ItemIndex, ids: list[str], rows: np.ndarray, dim: int) -> None:
+    """Upsert fresh random vectors for the items `rows` of `ids` (a timed step)."""
+    index.upsert([ids[i] for i in rows], unit_vectors(len(rows), dim, seed=6))
+
+
 def throughput(indexes: dict[str, ItemIndex], queries: np.ndarray, k: int,
                repeats: int) -> dict[str, list[float]]:
     """Seconds per batched search of all queries, backends interleaved to share the noise."""
     runs: dict[str, list[float]] = {name: [] for name in indexes}
     for _ in range(repeats):
         for name, index in indexes.items():
-            runs[name].append(timed(lambda index=index: index.search(queries, k))[1])
+            runs[name].append(timed(partial(index.search, queries, k))[1])
     return runs
 
 
@@ -117,7 +123,7 @@ def swap_latency(holder: VersionedIndex, build_new: Callable[[str], ItemIndex],
     thread = threading.Thread(target=reader)
     thread.start()
     time.sleep(steady_s)
-    windows = []
+    windows: list[tuple[float, float]] = []
     for s in itertools.count():  # at least `swaps` versions and `swap_s` seconds of swapping
         if s >= swaps and sum(e - b for b, e in windows) >= swap_s:
             break
@@ -177,7 +183,7 @@ def run(args: argparse.Namespace) -> dict:
     changed_ids, changed_vectors = [ids[i] for i in changed], unit_vectors(len(changed), dim,
                                                                            seed=5)
     for r in res.values():
-        r["upsert_10k_s"] = timed(lambda r=r: r["index"].upsert(changed_ids, changed_vectors))[1]
+        r["upsert_10k_s"] = timed(partial(r["index"].upsert, changed_ids, changed_vectors))[1]
     sample = queries[: args.calibration_queries]
     after = indexes["exact"].search(sample, args.k).ids
     for name, r in res.items():
@@ -185,12 +191,11 @@ def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="nearline-index-bench-") as tmp:
         for name, r in res.items():
             directory = Path(tmp) / name
-            r["save_s"] = timed(lambda r=r, d=directory: save_index(r["index"], d))[1]
+            r["save_s"] = timed(partial(save_index, r["index"], directory))[1]
             probe = load_in_subprocess(directory)
             loaded = load_index(directory)  # the worker path: load, then apply item updates
             again = rng.choice(n, min(args.upsert, n), replace=False)
-            r["upsert_10k_after_load_s"] = timed(lambda loaded=loaded, again=again: loaded.upsert(
-                [ids[i] for i in again], unit_vectors(len(again), dim, seed=6)))[1]
+            r["upsert_10k_after_load_s"] = timed(partial(upsert_new, loaded, ids, again, dim))[1]
             del loaded
             r["load_s"] = probe["load_s"]
             r["rss_ratio"] = probe["rss_bytes"] / (n * dim * 4)

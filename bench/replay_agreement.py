@@ -16,6 +16,7 @@ import asyncio
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -23,7 +24,7 @@ from streams.logs import configure_logging
 from streams.recall.profiles import profile_for
 from streams.replay.reference import compare_lists, hitrate_gap, reference_lists
 from streams.replay.run import ReplayOptions, isolated, prepare, run_replay
-from streams.replay.window import split_window
+from streams.replay.window import ReplayWindow, split_window
 from streams.services.embedded import EmbeddedBroker, EmbeddedRedis, free_port
 from streams.settings import Settings
 from towers.datasets.registry import DATASETS, load_dataset
@@ -59,7 +60,8 @@ def main() -> None:
         args.json.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
 
 
-def measure(base: Settings, window, args: argparse.Namespace, work: Path) -> dict:  # type: ignore[no-untyped-def]
+def measure(base: Settings, window: ReplayWindow, args: argparse.Namespace, work: Path
+            ) -> dict[str, Any]:
     started = time.perf_counter()
     slow = run_replay(isolated(base), window,
                       ReplayOptions(max_rate=args.max_rate, checkpoint=args.checkpoint,

@@ -274,7 +274,8 @@ def soak_phase(settings: Settings, options: SoakOptions, rate: float, events: Ev
     producer = threading.Thread(target=produce, args=(settings, events, n, rate, sent),
                                 daemon=True)
     client = redis.Redis.from_url(settings.redis_url)
-    samples, started = [], time.monotonic()
+    samples: list[dict[str, Any]] = []
+    started = time.monotonic()
     producer.start()
     try:
         while producer.is_alive() or follower.coverage.covered() < base + n:
@@ -325,10 +326,10 @@ def run_soak(options: SoakOptions, *, kafka_url: str | None = None,
     services: list[EmbeddedBroker | EmbeddedRedis] = []
     if kafka_url is None:
         services.append(EmbeddedBroker().start(workdir=work))
-        kafka_url = services[-1].url  # type: ignore[union-attr]
+        kafka_url = services[-1].url
     if redis_url is None:
         services.append(EmbeddedRedis().start(workdir=work))
-        redis_url = services[-1].url  # type: ignore[union-attr]
+        redis_url = services[-1].url
     settings = soak_settings(kafka_url, redis_url, work)
     follower, worker = Follower(settings), None
     try:
@@ -337,9 +338,12 @@ def run_soak(options: SoakOptions, *, kafka_url: str | None = None,
         worker = start_worker(settings, work / "worker.log")
         follower.start()
         events = Events(options)
-        max_eps = measure_max(settings, events, follower, options.burst) \
-            if options.rate is None else None
-        rate = options.rate or 0.5 * max_eps  # type: ignore[operator]
+        max_eps: float | None = None
+        if options.rate is None:
+            max_eps = measure_max(settings, events, follower, options.burst)
+            rate = 0.5 * max_eps
+        else:
+            rate = options.rate
         base, first_list = events.n, follower.coverage.lists
         samples = soak_phase(settings, options, rate, events, follower, worker)
         drained = follower.coverage.covered() >= events.n

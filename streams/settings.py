@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, cast
 
 import orjson
 
@@ -106,7 +107,7 @@ def _convert(name: str, raw: str, kind: type) -> object:
                             ) from exc
 
 
-def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Settings from `NEARLINE_*` variables, then embedded services' addresses if unset."""
     env = os.environ if env is None else env
     kinds = {"str": str, "int": int, "float": float, "bool": bool}
@@ -117,7 +118,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
             values[f.name] = _convert(f.name, raw, kinds[str(f.type)])
     topics = {t.name: env[f"NEARLINE_TOPIC_{t.name.upper()}"] for t in fields(TopicNames)
               if f"NEARLINE_TOPIC_{t.name.upper()}" in env}
-    settings = replace(Settings(**values), topics=TopicNames(**topics), **overrides)
+    # each value was converted to its own field's type (`kinds[str(f.type)]`): a relation
+    # between key and value that no dict type states, so the fields are passed as Any
+    from_env = cast(dict[str, Any], values)
+    settings = replace(Settings(**from_env), topics=TopicNames(**topics), **overrides)
     if settings.index_backend not in INDEX_BACKENDS:
         raise SettingsError(f"NEARLINE_INDEX_BACKEND={settings.index_backend!r}: use one of "
                             f"{', '.join(INDEX_BACKENDS)}")

@@ -15,14 +15,26 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Literal, TypedDict
 
 from diskio import commit_dir, temp_sibling, write_atomic
 from towers.checkpoint import VERSION_RE, load_checkpoint
 from towers.errors import CheckpointError
 
-__all__ = ["CheckpointStore"]
+__all__ = ["CheckpointStore", "VersionInfo"]
 
 logger = logging.getLogger(__name__)
+
+
+VersionState = Literal["ready", "rejected", "published"]
+
+
+class VersionInfo(TypedDict):
+    """One version in the store, as `CheckpointStore.versions` lists it."""
+
+    version: str
+    state: VersionState
+    reason: str | None  # the reason recorded in REJECTED; None without one
 
 
 class CheckpointStore:
@@ -74,15 +86,15 @@ class CheckpointStore:
         path = self.version_dir(version) / "REJECTED"
         return path.read_text().strip() if path.is_file() else None
 
-    def versions(self) -> list[dict[str, object]]:
+    def versions(self) -> list[VersionInfo]:
         """Every version in the store, oldest first, with its state."""
-        out = []
+        out: list[VersionInfo] = []
         if not self.root.is_dir():
             return out
         for d in sorted(self.root.iterdir(), key=lambda p: p.stat().st_mtime):
             if d.name.startswith(".") or not d.is_dir() or not VERSION_RE.match(d.name):
                 continue
-            state = ("ready" if self.is_ready(d.name) else
-                     "rejected" if self.rejection(d.name) else "published")
+            state: VersionState = ("ready" if self.is_ready(d.name) else
+                                   "rejected" if self.rejection(d.name) else "published")
             out.append({"version": d.name, "state": state, "reason": self.rejection(d.name)})
         return out

@@ -275,7 +275,7 @@ class RepeatChannel:
         self, histories: Sequence[UserHistory | None], *, k: int, now: float,
         exclude: Sequence[Container[str]] | None = None,
     ) -> list[Candidates]:
-        out = []
+        out: list[Candidates] = []
         for j, history in enumerate(histories):
             if history is None or len(history) == 0:
                 out.append([])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence, Set
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class InMemoryHistories:
         logger.debug("built %s histories from %s rows", len(out._histories), len(rows))
         return out
 
-    def _add_user(self, cols: list[list], a: int, b: int) -> None:  # type: ignore[type-arg]
+    def _add_user(self, cols: list[list[Any]], a: int, b: int) -> None:
         """One user's rows [a, b) of the grouped columns (user, item, ts, qty, kind, region)."""
         users, items, ts, qty, kind, region = cols
         lo = max(a, b - self.max_len)

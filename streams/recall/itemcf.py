@@ -258,12 +258,12 @@ class ItemCFChannel:
         exclude: Sequence[Container[str]] | None = None,
     ) -> list[Candidates]:
         out: list[Candidates] = [[] for _ in histories]
-        who = [j for j, h in enumerate(histories) if h is not None and len(h)]
+        who = [(j, h) for j, h in enumerate(histories) if h is not None and len(h)]
         step = max(1, 2_000_000 // (self.config.recent * self.config.neighbours))
         for a in range(0, len(who), step):
             part = who[a:a + step]
-            ranked = self._score([histories[j] for j in part], now)  # type: ignore[misc]
-            for j, (ids, scores) in zip(part, ranked, strict=True):
+            ranked = self._score([h for _, h in part], now)
+            for (j, _), (ids, scores) in zip(part, ranked, strict=True):
                 out[j] = first_k(ids, scores, k, exclude[j] if exclude is not None else None)
         return out
 

@@ -93,7 +93,7 @@ class Recaller:
                    for j, h in enumerate(histories)]
         warm = [j for j, h in enumerate(histories) if h is not None and len(h) > 0]
         cold = [j for j, h in enumerate(histories) if h is None or len(h) == 0]
-        out: list[RecallList | None] = [None] * len(users)
+        out: dict[int, RecallList] = {}  # every position is warm or cold
         for j, merged in zip(warm, self._warm([histories[j] for j in warm],
                                               [blocked[j] for j in warm], k, now), strict=True):
             out[j] = RecallList(users[j], merged.items, merged.scores, merged.channels)
@@ -102,7 +102,7 @@ class Recaller:
         name = self.fallback.name if self.fallback is not None else ""
         for j, c in zip(cold, cands, strict=True):
             out[j] = RecallList(users[j], [i for i, _ in c], [s for _, s in c], [name] * len(c))
-        return out  # type: ignore[return-value]
+        return [out[j] for j in range(len(users))]
 
     def _warm(self, histories: list[UserHistory | None], blocked: list[Blocked], k: int,
               now: float) -> list[Merged]:
@@ -115,12 +115,15 @@ class Recaller:
         else:
             merged = [merge([(name, lists[j]) for name, lists in per_channel], k=k,
                             config=self.merge_config) for j in range(len(histories))]
-        short = [j for j, m in enumerate(merged) if len(m.items) < k] if self.fill else []
+        fallback = self.fallback
+        if not self.fill or fallback is None:  # (`fill` is only ever set with a fallback)
+            return merged
+        short = [j for j, m in enumerate(merged) if len(m.items) < k]
         if short:
-            extra = self._ask(self.fallback, [histories[j] for j in short],
+            extra = self._ask(fallback, [histories[j] for j in short],
                               [blocked[j] for j in short], 2 * k, now)
             for j, cands in zip(short, extra, strict=True):
-                merged[j] = _top_up(merged[j], cands, k, self.fallback.name)  # type: ignore[union-attr]
+                merged[j] = _top_up(merged[j], cands, k, fallback.name)
         return merged
 
     @staticmethod

@@ -165,11 +165,11 @@ class BatchEmbeddings:
         self.name = channel.name
         self.channel = channel
         self.bundle = channel.bundle  # one version for the embedding and the search
-        self.rows = [j for j, h in enumerate(histories) if h is not None and len(h)]
-        self._row_of = {id(histories[j]): n for n, j in enumerate(self.rows)}
-        self.vectors = (channel.embed([histories[j] for j in self.rows],  # type: ignore[misc]
-                                      bundle=self.bundle)
-                        if self.rows else np.zeros((0, self.bundle.index.dim), np.float32))
+        present = [(j, h) for j, h in enumerate(histories) if h is not None and len(h)]
+        self.rows = [j for j, _ in present]
+        self._row_of = {id(h): n for n, (_, h) in enumerate(present)}
+        self.vectors = (channel.embed([h for _, h in present], bundle=self.bundle)
+                        if present else np.zeros((0, self.bundle.index.dim), np.float32))
 
     def fit(self, dataset: object, history: object) -> None:
         return None

@@ -55,7 +55,7 @@ def collect(settings: Settings, *, until: Callable[[ListLog], bool], timeout_s: 
     # replay that gates every event on the previous one's list waits on each fetch
     consumer = KafkaConsumer(auto_offset_reset="earliest", enable_auto_commit=False,
                              fetch_max_wait_ms=settings.fetch_max_wait_ms,
-                             **admin_options(settings))  # type: ignore[arg-type]
+                             **admin_options(settings))
     parts = consumer.partitions_for_topic(settings.topics.recalls) or {0}
     consumer.assign([TopicPartition(settings.topics.recalls, p) for p in sorted(parts)])
     out = out if out is not None else ListLog()
@@ -75,7 +75,7 @@ def collect(settings: Settings, *, until: Callable[[ListLog], bool], timeout_s: 
 
 def produce(settings: Settings, messages: Iterator[tuple[bytes, bytes]], *,
             on_sent: Callable[[int], None] | None = None) -> int:
-    producer = KafkaProducer(linger_ms=2, acks=1, **admin_options(settings))  # type: ignore[arg-type]
+    producer = KafkaProducer(linger_ms=2, acks=1, **admin_options(settings))
     n = 0
     try:
         for key, value in messages:

@@ -25,8 +25,11 @@ logger = logging.getLogger(__name__)
 __all__ = ["services_down", "services_status", "services_up"]
 
 
-def _start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (None where /proc is missing)."""
+def _start_time(pid: int | None) -> int | None:
+    """The process's start time in clock ticks since boot (None where /proc is missing, or
+    for a process that never started)."""
+    if pid is None:
+        return None
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):

@@ -184,6 +184,12 @@ def user_from_tag(tag: str) -> str:
     return re.sub(r"%(25|7B|7D)", lambda m: _UNESCAPE[m.group(1)], tag)
 
 
+def reply_text(reply: bytes | str) -> str:
+    """A Redis string reply as text: bytes from the stores' clients, str from a client
+    opened with decode_responses."""
+    return reply.decode() if isinstance(reply, bytes) else reply
+
+
 class StateKeys:
     """Key names of the layout in the module docstring."""
 

@@ -25,6 +25,7 @@ from streams.state.contract import (
     context_blob,
     encode_recall,
     member_payload,
+    reply_text,
 )
 from streams.state.lua import APPLY_CONTEXT, APPLY_INTERACTIONS, READ_HISTORIES
 from streams.state.snapshot import parse_features, redis_snapshot
@@ -265,7 +266,7 @@ class RedisUserStateStore:
     async def unavailable_items(self) -> set[str]:
         with self._guard("read stock"):
             items = await self._r.smembers(self.keys.ctx("unavailable"))
-        return {i.decode() for i in items}
+        return {reply_text(i) for i in items}
 
     async def get_embeddings(
         self, user_ids: Sequence[str], *, version: str) -> list[np.ndarray | None]:
@@ -311,7 +312,7 @@ class RedisUserStateStore:
     async def live_version(self) -> str | None:
         with self._guard("read live version"):
             value = await self._r.get(self.keys.live_version)
-        return value.decode() if value is not None else None
+        return reply_text(value) if value is not None else None
 
     async def set_live_version(self, version: str) -> None:
         with self._guard("write live version"):

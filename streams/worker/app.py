@@ -15,7 +15,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.web import Request, Response, View
@@ -35,9 +35,6 @@ from streams.worker.watcher import LiveVersionWatcher
 __all__ = ["ROLES", "KafkaSink", "create_app"]
 
 logger = logging.getLogger(__name__)
-
-_RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
-        "value_serializer": "raw"}
 
 
 def _credentials(settings: Settings) -> Any:
@@ -119,7 +116,7 @@ def create_app(settings: Settings, engine: RecallEngine, *, roles: Sequence[str]
         raise SettingsError(f"worker roles {sorted(unknown) or 'none'}: use {ROLES}")
     app = faust_app(settings)
     names = settings.topics
-    topic = {name: app.topic(getattr(names, name), **_RAW) for name in
+    topic = {name: _raw_topic(app, getattr(names, name)) for name in
              ("interactions", "context", "items", "checkpoints", "recalls", "dead_letter")}
     sink = KafkaSink(topic["recalls"], topic["dead_letter"])
     pipeline = Pipeline(engine, sink, max_event_bytes=settings.max_event_bytes,
@@ -143,10 +140,22 @@ def create_app(settings: Settings, engine: RecallEngine, *, roles: Sequence[str]
     _web(app, settings, pipeline)
 
     @app.on_before_shutdown.connect
-    async def close_state(app: faust.App, **kwargs: Any) -> None:
+    async def close_state(app: faust.App, /, *args: Any, **kwargs: Any) -> None:
         await engine.store.close()  # flushes the pending counters
 
     return app, pipeline
+
+
+def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    """A topic of raw bytes, keys and values: decoding is the pipeline's."""
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw")
+
+
+def _stream(stream: faust.StreamT) -> faust.Stream:
+    """The stream an agent is given. Faust types agents' streams as `StreamT`, which lacks
+    `noack` and `noack_take`; what it passes is always a `faust.Stream`, which has them."""
+    return cast(faust.Stream, stream)
 
 
 def _lag_gauge(app: faust.App, pipeline: Pipeline) -> None:
@@ -196,7 +205,7 @@ def _index_agent(app: faust.App, topic: faust.TopicT, pipeline: Pipeline,
                            config=config)
 
     async def index_agent(stream: faust.StreamT) -> None:
-        async for event in stream.noack().events():
+        async for event in _stream(stream).noack().events():
             incoming = _incoming(event)
             try:
                 note = decode_announcement(incoming.value)
@@ -220,7 +229,7 @@ def _index_agent(app: faust.App, topic: faust.TopicT, pipeline: Pipeline,
 def _batched_agent(app: faust.App, topic: faust.TopicT, handle: Any, n: int, within: float,
                    *, name: str) -> None:
     async def agent(stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(n, within=within):
+        async for events in _stream(stream).noack_take(n, within=within):
             await handle([_incoming(e) for e in events])
             for e in events:  # acked only once applied and published
                 await stream.ack(e)
@@ -249,7 +258,7 @@ def _staged_agent(app: faust.App, topic: faust.TopicT, begin: Any, n: int, withi
             for e in events:
                 await stream.ack(e)
 
-        async for events in stream.noack_take(n, within=within):
+        async for events in _stream(stream).noack_take(n, within=within):
             done = await begin([_incoming(e) for e in events])
             task = asyncio.create_task(ack_when_done(done, events))
             acking.add(task)

@@ -140,10 +140,11 @@ class RecallInput:
     def compute(self) -> list[UserRecall]:
         """The merged lists and the users' embeddings (no I/O: runs in a worker thread)."""
         tower, batch = self.tower, None
-        if tower is not None and hasattr(tower, "embed"):  # embedded once, kept for the cache
-            from streams.recall.two_tower import BatchEmbeddings  # torch only with a model
+        if tower is not None:  # torch only with a model
+            from streams.recall.two_tower import BatchEmbeddings, TwoTowerChannel
 
-            tower = batch = BatchEmbeddings(tower, self.histories)  # type: ignore[arg-type]
+            if isinstance(tower, TwoTowerChannel):  # embedded once, kept for the cache
+                tower = batch = BatchEmbeddings(tower, self.histories)
         channels = ([tower] if tower is not None else []) + self.channels
         recaller = Recaller(channels=channels, fallback=self.fallback, merge=self.merge,
                             filters=self.filters)

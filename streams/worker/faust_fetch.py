@@ -20,6 +20,8 @@ __all__ = ["set_fetch_max_wait"]
 
 
 class _AiokafkaView(types.ModuleType):
+    AIOKafkaConsumer: type[aiokafka.AIOKafkaConsumer]  # set per view; the rest is aiokafka's
+
     def __getattr__(self, name: str) -> Any:
         return getattr(aiokafka, name)
 
@@ -27,11 +29,11 @@ class _AiokafkaView(types.ModuleType):
 def set_fetch_max_wait(ms: int) -> None:
     """Every Faust consumer created from now on in this process waits at most `ms`."""
 
-    class Consumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
+    class Consumer(aiokafka.AIOKafkaConsumer):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["fetch_max_wait_ms"] = ms
             super().__init__(*args, **kwargs)
 
     view = _AiokafkaView("aiokafka")
-    view.AIOKafkaConsumer = Consumer  # type: ignore[attr-defined]
-    faust_driver.aiokafka = view  # type: ignore[attr-defined]
+    view.AIOKafkaConsumer = Consumer
+    faust_driver.aiokafka = view

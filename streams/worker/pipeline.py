@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -28,6 +29,7 @@ from streams.worker.records import (
     Interaction,
     ItemUpdate,
     RecallResult,
+    Record,
     dead_letter,
     decode_message,
 )
@@ -36,6 +38,7 @@ __all__ = ["Incoming", "Pipeline", "Sink", "retry"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R", bound=Record)
 
 
 @dataclass(frozen=True)
@@ -96,10 +99,11 @@ class Pipeline:
         self.cache_embeddings = cache_embeddings  # put each list's user embedding in the state
         self._inflight: deque[asyncio.Task[list[RecallResult]]] = deque()
 
-    def _decode(self, messages: Sequence[Incoming], kind: str
-                ) -> tuple[list[tuple[Incoming, object]], list[DeadLetter]]:
+    def _decode(self, messages: Sequence[Incoming], kind: str, record_type: type[R]
+                ) -> tuple[list[tuple[Incoming, R]], list[DeadLetter]]:
+        """Records of `kind` (all of class `record_type`) and the dead letters."""
         now = self.clock()
-        good: list[tuple[Incoming, object]] = []
+        good: list[tuple[Incoming, R]] = []
         bad: list[DeadLetter] = []
         for m in messages:
             for element, record, raw in decode_message(
@@ -113,8 +117,10 @@ class Pipeline:
                     bad.append(dead_letter(raw, topic=m.topic, partition=m.partition,
                                            offset=m.offset, error=record, now=now,
                                            element=element))
-                else:
+                elif isinstance(record, record_type):
                     good.append((m, record))
+                else:  # decode_message gives `kind`'s class only (records._RECORD_OF)
+                    raise TypeError(f"a {kind} decoded as {type(record).__name__}")
         if bad:
             logger.info("%s %s event(s) dead-lettered (first: %s)", len(bad), kind,
                         bad[0].reason)
@@ -138,7 +144,7 @@ class Pipeline:
         events (envelopes) goes through as consecutive steps of that many, each a batch
         of its own here; the awaitable ends once the last is published.
         """
-        good, bad = self._decode(messages, "interaction")
+        good, bad = self._decode(messages, "interaction", Interaction)
         await self.sink.dead_letters(bad)
         if not good:
             return _done()
@@ -146,9 +152,9 @@ class Pipeline:
         steps = [await self._begin_step(good[a:a + size]) for a in range(0, len(good), size)]
         return steps[0] if len(steps) == 1 else asyncio.gather(*steps)
 
-    async def _begin_step(self, good: list[tuple[Incoming, object]]
+    async def _begin_step(self, good: list[tuple[Incoming, Interaction]]
                           ) -> asyncio.Task[list[RecallResult]]:
-        events: list[Interaction] = [r for _, r in good]  # type: ignore[misc]
+        events = [r for _, r in good]
         applied = await self._retry(lambda: self.engine.apply(events), "apply interactions")
         self.metrics.applied.labels(topic=good[0][0].topic).inc(sum(applied))
         self.metrics.duplicates.inc(len(applied) - sum(applied))
@@ -163,37 +169,30 @@ class Pipeline:
         self._inflight.append(task)
         return task
 
-    async def settle(self) -> None:
-        """Wait until every batch in flight is published (re-raising a batch's error)."""
-        while self._inflight:
-            await self._inflight.popleft()
-
     async def on_context(self, messages: Sequence[Incoming]) -> None:
-        good, bad = self._decode(messages, "context")
+        good, bad = self._decode(messages, "context", ContextEvent)
         await self.sink.dead_letters(bad)
         arrivals: dict[str, float] = {}
         store = self.engine.store
-        for m, record in good:
-            e: ContextEvent = record  # type: ignore[assignment]
-            fresh = await self._retry(lambda e=e: store.apply_context(  # type: ignore[misc]
-                event_id=e.event_id, ts=e.ts, region=e.region, weather=e.weather,
-                temperature=e.temperature, holiday=e.holiday, stock=e.stock or None),
-                "apply context")
+        for m, e in good:
+            fresh = await self._retry(partial(
+                store.apply_context, event_id=e.event_id, ts=e.ts, region=e.region,
+                weather=e.weather, temperature=e.temperature, holiday=e.holiday,
+                stock=e.stock or None), "apply context")
             self._count(fresh, m.topic)
             if e.user_id:  # conditions of one user (a store): its list may change
                 arrivals[e.user_id] = max(arrivals.get(e.user_id, 0.0), m.arrival)
         if arrivals:
-            now = max(r.ts for _, r in good)  # type: ignore[attr-defined]
+            now = max(r.ts for _, r in good)
             await self.refresh(list(arrivals), now=now, arrivals=arrivals)
 
     async def on_items(self, messages: Sequence[Incoming]) -> None:
-        good, bad = self._decode(messages, "item")
+        good, bad = self._decode(messages, "item", ItemUpdate)
         await self.sink.dead_letters(bad)
         store = self.engine.store
-        for m, record in good:
-            e: ItemUpdate = record  # type: ignore[assignment]
-            fresh = await self._retry(lambda e=e: store.apply_stock(  # type: ignore[misc]
-                event_id=e.event_id, ts=e.ts, stock={e.item_id: e.available}),
+        for m, e in good:
+            fresh = await self._retry(partial(
+                store.apply_stock, event_id=e.event_id, ts=e.ts, stock={e.item_id: e.available}),
                 "apply item availability")
             self._count(fresh, m.topic)
 
@@ -239,11 +238,11 @@ class Pipeline:
         """The latest lists and, keyed by version, the embeddings they were searched with."""
         store = self.engine.store
         writes = [store.put_recalls({r.user_id: r.asdict() for r in results})]
-        cached = [r for r in recalls if r.embedding is not None] if self.cache_embeddings else []
+        cached = ([(r.recall.user_id, r.embedding) for r in recalls if r.embedding is not None]
+                  if self.cache_embeddings else [])
         if cached:
             writes.append(store.put_embeddings(
-                [r.recall.user_id for r in cached],
-                np.stack([r.embedding for r in cached]),  # type: ignore[misc]
+                [user for user, _ in cached], np.stack([vector for _, vector in cached]),
                 version=version))
         await asyncio.gather(*writes)
 

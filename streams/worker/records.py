@@ -31,6 +31,7 @@ __all__ = [
     "Interaction",
     "ItemUpdate",
     "RecallResult",
+    "Record",
     "dead_letter",
     "decode_announcement",
     "decode_message",
@@ -121,10 +122,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 DEAD_LETTER_KEEP = 64 * 1024  # bytes of the original a dead letter carries
 _ID_FIELDS = ("event_id", "user_id", "item_id")
 _ENVELOPE = re.compile(rb"[ \t\r\n]*\[")  # JSON whitespace, then an array
-_RECORD_OF = {"interaction": Interaction, "context": ContextEvent, "item": ItemUpdate}
-
-
 Record = Interaction | ContextEvent | ItemUpdate
+
+_RECORD_OF: dict[str, type[Record]] = {"interaction": Interaction, "context": ContextEvent,
+                                       "item": ItemUpdate}
 
 
 def decode_record(raw: bytes | None, *, kind: str, now: float, max_bytes: int,
