@@ -10,6 +10,10 @@ import orjson
 
 __all__ = ["configure_logging", "logging_config", "redact"]
 
+# third-party loggers kept to warnings and errors: their info lines are per connection
+# attempt (kafka) or about which CPU build was loaded (faiss)
+_NOISY = ("kafka", "aiokafka", "faiss")
+
 # user:password@ in URLs, and password=... pairs: never printed
 _SECRET = re.compile(r"(?<=://)([^:/@\s]*):([^@\s]+)@|(password=)([^&\s]+)", re.IGNORECASE)
 
@@ -46,7 +50,7 @@ def logging_config(level: str = "info", *, json: bool = False) -> dict[str, obje
             "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "nearline",
                                      "stream": "ext://sys.stderr"}},
             "root": {"level": level.upper(), "handlers": ["default"]},
-            "loggers": {name: {"level": "WARNING"} for name in ("kafka", "aiokafka")}}
+            "loggers": {name: {"level": "WARNING"} for name in _NOISY}}
 
 
 def configure_logging(level: str = "info", *, json: bool = False) -> None:
@@ -57,5 +61,5 @@ def configure_logging(level: str = "info", *, json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("kafka", "aiokafka"):
+    for noisy in _NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -30,9 +31,9 @@ def default_partition(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def admin_options(settings: Settings) -> dict[str, object]:
+def admin_options(settings: Settings) -> dict[str, Any]:
     """kafka-python connection options (security settings passed through)."""
-    options: dict[str, object] = {"bootstrap_servers": settings.kafka_url.split(","),
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_url.split(","),
                                   "security_protocol": settings.kafka_security_protocol}
     if settings.kafka_sasl_mechanism:
         options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
@@ -66,7 +67,7 @@ def partition_count(settings: Settings, topic: str) -> int:
     """How many partitions `topic` has: what a producer's partitioner divides by."""
     check_reachable(settings)
     try:
-        consumer = KafkaConsumer(**admin_options(settings))  # type: ignore[arg-type]
+        consumer = KafkaConsumer(**admin_options(settings))
     except KafkaError as exc:
         raise ServiceError(f"cannot reach Kafka at {settings.kafka_url}: {exc}") from exc
     try:

@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import click
 import orjson
 
-from towers.datasets.registry import DATASETS
-from towers.errors import TowersError
+from streams.cli.options import dataset_options, load_data, log_level_option
+from streams.logs import configure_logging
 
 __all__ = ["evaluate", "simulate", "train"]
-
-
-def _dataset_options(f):  # type: ignore[no-untyped-def]
-    f = click.option("--columns", default=None,
-                     help="retail-csv mapping: user=COL,item=COL,ts=COL,qty=COL,"
-                          "price=COL[,category=COL,region=COL].")(f)
-    f = click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
-                     help="File or folder (public sets default to $NEARLINE_DATA).")(f)
-    return click.option("--dataset", type=click.Choice(DATASETS), required=True)(f)
-
-
-def _load(dataset: str, data: Path | None, columns: str | None):  # type: ignore[no-untyped-def]
-    from towers.datasets.registry import load_dataset
-
-    try:
-        loaded = load_dataset(dataset, data, columns=columns, on_error="skip")
-    except TowersError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if loaded.skipped:
-        click.echo(f"skipped rows: {loaded.skipped}", err=True)
-    return loaded
 
 
 @click.command("simulate")
@@ -50,10 +30,7 @@ def simulate(out: Path, seed: int, days: int, stores: int, skus: int) -> None:
     """
     from towers.datasets import MarketConfig, write_market_jsonl
 
-    try:
-        config = MarketConfig(seed=seed, days=days, n_stores=stores, n_skus=skus)
-    except AssertionError as exc:
-        raise click.ClickException(f"market settings: {exc}") from exc
+    config = MarketConfig(seed=seed, days=days, n_stores=stores, n_skus=skus)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         n = write_market_jsonl(out, config)
@@ -63,7 +40,7 @@ def simulate(out: Path, seed: int, days: int, stores: int, skus: int) -> None:
 
 
 @click.command("train")
-@_dataset_options
+@dataset_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Checkpoints go into a new versioned folder under it.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
@@ -72,8 +49,10 @@ def simulate(out: Path, seed: int, days: int, stores: int, skus: int) -> None:
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Wall-clock budget per fit.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@log_level_option("warning")
 def train(dataset: str, data: Path | None, columns: str | None, out: Path,
-          epochs: int | None, seed: int, max_seconds: float | None, no_progress: bool) -> None:
+          epochs: int | None, seed: int, max_seconds: float | None, no_progress: bool,
+          log_level: str) -> None:
     """Train the two towers (and the item-to-item table) and save a checkpoint.
 
     Early stopping on the valid window's streaming HitRate@50, then a refit on
@@ -90,16 +69,13 @@ def train(dataset: str, data: Path | None, columns: str | None, out: Path,
     from towers.train import TrainConfig
     from towers.train import train as fit
 
-    loaded = _load(dataset, data, columns)
-    options: dict[str, object] = {"seed": seed, "max_seconds": max_seconds,
-                                  "progress": not no_progress}
+    configure_logging(log_level)
+    loaded = load_data(dataset, data, columns)
+    config = TrainConfig(seed=seed, max_seconds=max_seconds, progress=not no_progress)
     if epochs is not None:
-        options["epochs"] = epochs
+        config = dataclasses.replace(config, epochs=epochs)
     started = time.perf_counter()
-    try:
-        result = fit(loaded, config=TrainConfig(**options))  # type: ignore[arg-type]
-    except TowersError as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = fit(loaded, config=config)
     split = temporal_split(loaded.interactions)
     seen = loaded.interactions.take(split.order[: len(split.train) + len(split.valid)])
     table = itemcf_table(loaded, seen)
@@ -117,15 +93,16 @@ def train(dataset: str, data: Path | None, columns: str | None, out: Path,
 
 
 @click.command("evaluate")
-@_dataset_options
-@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@dataset_options
+@click.option("--checkpoint", type=click.Path(path_type=Path),
               default=None, help="Adds the two_tower and nearline systems.")
 @click.option("--k", "ks", default="10,50,100", show_default=True)
 @click.option("--protocol", "protocols", default="offline,stream,frozen", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Write the docs/evaluation.md JSON here.")
+              default=None, help="Write the JSON of docs/evaluation.md here.")
+@log_level_option("warning")
 def evaluate(dataset: str, data: Path | None, columns: str | None, checkpoint: Path | None,
-             ks: str, protocols: str, json_path: Path | None) -> None:
+             ks: str, protocols: str, json_path: Path | None, log_level: str) -> None:
     """Evaluate baselines (and a checkpoint) with the protocols of docs/evaluation.md.
 
     \b
@@ -146,11 +123,9 @@ def evaluate(dataset: str, data: Path | None, columns: str | None, checkpoint: P
     chosen = tuple(p.strip() for p in protocols.split(",") if p.strip())
     if not cuts or min(cuts) < 1 or set(chosen) - set(PROTOCOLS):
         raise click.BadParameter(f"K must be positive, protocols among {PROTOCOLS}")
-    loaded = _load(dataset, data, columns)
-    try:
-        bundle = TowerBundle.from_checkpoint(checkpoint) if checkpoint else None
-    except TowersError as exc:
-        raise click.ClickException(f"{checkpoint}: {exc}") from exc
+    configure_logging(log_level)
+    loaded = load_data(dataset, data, columns)
+    bundle = TowerBundle.from_checkpoint(checkpoint) if checkpoint else None
     report = run(loaded, evaluation_systems(loaded, bundle=bundle), ks=cuts, protocols=chosen,
                  checkpoint=bundle.version if bundle else "")
     click.echo(format_table(report))

@@ -8,6 +8,9 @@ import click
 import orjson
 
 from index import IndexConfig, IndexFileError, IndexInputError, index_info, save_index
+from streams.cli.options import log_level_option
+from streams.logs import configure_logging
+from streams.settings import INDEX_BACKENDS
 from towers.errors import TowersError
 
 __all__ = ["index"]
@@ -15,16 +18,22 @@ __all__ = ["index"]
 
 @click.group("index")
 def index() -> None:
-    """Item index files: build one from a checkpoint, inspect one."""
+    """Item index files: build one from a checkpoint, inspect one.
+
+    \b
+    Example:
+      nearline index build --checkpoint runs/<version> --out indexes/<version>
+    """
 
 
 @index.command("build")
-@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--checkpoint", type=click.Path(path_type=Path),
               required=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--backend", type=click.Choice(["auto", "exact", "ivf", "hnsw"]), default="auto",
+@click.option("--backend", type=click.Choice(INDEX_BACKENDS), default="auto",
               show_default=True, help="auto: exact up to 100k items, approximate above.")
-def build(checkpoint: Path, out: Path, backend: str) -> None:
+@log_level_option("warning")
+def build(checkpoint: Path, out: Path, backend: str, log_level: str) -> None:
     """Embed every item of a checkpoint with its item tower and save the index.
 
     \b
@@ -33,6 +42,7 @@ def build(checkpoint: Path, out: Path, backend: str) -> None:
     """
     from streams.recall.two_tower import TowerBundle
 
+    configure_logging(log_level)
     try:
         bundle = TowerBundle.from_checkpoint(checkpoint, config=IndexConfig(backend=backend))
         save_index(bundle.index, out)
@@ -46,7 +56,7 @@ def build(checkpoint: Path, out: Path, backend: str) -> None:
 
 
 @index.command("info")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("directory", type=click.Path(path_type=Path))
 def info(directory: Path) -> None:
     """Print the sidecar of a saved index (version, checkpoint, dimension, items ...).
 

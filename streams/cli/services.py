@@ -1,4 +1,4 @@
-"""`nearline up`, `nearline down`, `nearline status`: local broker and Redis."""
+"""`nearline services up|down|status`: the local broker and Redis for development."""
 
 from __future__ import annotations
 
@@ -8,14 +8,24 @@ import click
 
 from streams.errors import StreamsError
 
-__all__ = ["down", "status", "up"]
+__all__ = ["down", "services", "status", "up"]
 
 _HOME = click.option("--home", type=click.Path(file_okay=False, path_type=Path),
                      envvar="NEARLINE_HOME", default=".nearline", show_default=True,
                      help="Where the services' addresses and data live (NEARLINE_HOME).")
 
 
-@click.command("up")
+@click.group("services")
+def services() -> None:
+    """The embedded Kafka-protocol broker and Redis, in the background.
+
+    \b
+    Example:
+      nearline services up && nearline worker
+    """
+
+
+@services.command("up")
 @_HOME
 def up(home: Path) -> None:
     """Start the embedded Kafka-protocol broker (Tansu) and redis-server on free ports.
@@ -24,7 +34,7 @@ def up(home: Path) -> None:
 
     \b
     Example:
-      nearline up && nearline worker
+      nearline services up && nearline worker
     """
     from streams.services.control import services_up
 
@@ -36,14 +46,14 @@ def up(home: Path) -> None:
     click.echo(f"{verb}: kafka {info['kafka_url']}  redis {info['redis_url']}  ({home})")
 
 
-@click.command("down")
+@services.command("down")
 @_HOME
 def down(home: Path) -> None:
-    """Stop the services `nearline up` started.
+    """Stop the services `nearline services up` started.
 
     \b
     Example:
-      nearline down
+      nearline services down
     """
     from streams.services.control import services_down
 
@@ -54,14 +64,14 @@ def down(home: Path) -> None:
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
-@click.command("status")
+@services.command("status")
 @_HOME
 def status(home: Path) -> None:
     """Show the embedded services and whether they run (exit code 1 unless both do).
 
     \b
     Example:
-      nearline status
+      nearline services status
     """
     from streams.services.control import services_status
 
@@ -70,7 +80,7 @@ def status(home: Path) -> None:
     except StreamsError as exc:
         raise click.ClickException(str(exc)) from exc
     if info is None:
-        click.echo("no services recorded (run `nearline up`)")
+        click.echo("no services recorded (run `nearline services up`)")
         raise SystemExit(1)
     for name, alive in info["alive"].items():
         click.echo(f"{name:<7} {'running' if alive else 'stopped'}  pid {info['pids'][name]}")

@@ -1,4 +1,4 @@
-"""`nearline replay --loop`: a data set's window as endless load for running workers.
+"""`nearline load`: a data set's window as endless load for running workers.
 
 No scoring and no isolation: the events go to the deployment's own interactions topic,
 where the running workers consume them. Each pass is new events (fresh ids, later

@@ -5,9 +5,9 @@ from __future__ import annotations
 import redis
 
 from streams.errors import ServiceError
-from streams.state.contract import StateConfig, StateKeys, UserStateStore
+from streams.state.contract import StateConfig, StateKeys, UserStateStore, reply_text
 
-__all__ = ["live_version_now", "open_state_store"]
+__all__ = ["check_reachable", "live_version_now", "open_state_store"]
 
 
 def open_state_store(url: str, *, config: StateConfig | None = None) -> UserStateStore:
@@ -22,6 +22,18 @@ def open_state_store(url: str, *, config: StateConfig | None = None) -> UserStat
     return RedisUserStateStore.from_url(url, config=config)
 
 
+def check_reachable(redis_url: str, *, timeout_s: float = 3.0) -> None:
+    """Raise ServiceError unless Redis at `redis_url` answers a PING."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=timeout_s,
+                                  socket_timeout=timeout_s)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise ServiceError(f"cannot reach Redis: {exc}") from exc
+    finally:
+        client.close()
+
+
 def live_version_now(redis_url: str, *, prefix: str) -> str | None:
     """The live version as stored in Redis, read synchronously (before any event loop)."""
     client = redis.Redis.from_url(redis_url)
@@ -31,4 +43,4 @@ def live_version_now(redis_url: str, *, prefix: str) -> str | None:
         raise ServiceError(f"cannot read the live version from Redis: {exc}") from exc
     finally:
         client.close()
-    return raw.decode() if raw else None
+    return reply_text(raw) if raw else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 
 import pytest
 
@@ -116,6 +117,9 @@ def test_readers_see_one_whole_version_during_swaps(backend: str) -> None:
         holder.swap(version_index(f"v{round_}", backend=backend))
         if round_ == 3:
             holder.rollback()
+        deadline = time.monotonic() + 10  # let the readers meet each version (a busy
+        while holder.version not in seen and time.monotonic() < deadline:  # machine may
+            time.sleep(0.001)  # not schedule them between two swaps otherwise)
     stop.set()
     for t in threads:
         t.join()

@@ -1,4 +1,5 @@
-"""`nearline replay --loop`: the window as endless new events for running workers."""
+"""`nearline load` (formerly `replay --loop`): the window as endless new events for running
+workers."""
 
 from __future__ import annotations
 
@@ -36,9 +37,8 @@ def test_loop_produces_at_the_rate_for_the_duration(broker, redis_server, tmp_pa
     topic = f"load-{uuid.uuid4().hex[:8]}"
     env = {"NEARLINE_KAFKA_URL": broker.url, "NEARLINE_REDIS_URL": redis_server.url,
            "NEARLINE_HOME": str(tmp_path), "NEARLINE_TOPIC_INTERACTIONS": topic}
-    result = CliRunner().invoke(main, ["replay", "--dataset", "market", "--limit", "50",
-                                       "--loop", "--max-rate", "300", "--duration", "2"],
-                                env=env)
+    result = CliRunner().invoke(main, ["load", "--dataset", "market", "--limit", "50",
+                                       "--max-rate", "300", "--duration", "2"], env=env)
     assert result.exit_code == 0, result.output
     produced = int(result.output.split("produced ")[1].split()[0])
     assert 300 <= produced <= 700  # about 2 s at 300/s, more than one pass of 50
@@ -53,15 +53,19 @@ def test_loop_produces_at_the_rate_for_the_duration(broker, redis_server, tmp_pa
     assert any(i.endswith("~2") for i in ids)
 
 
-def test_loop_needs_a_rate() -> None:
-    result = CliRunner().invoke(main, ["replay", "--dataset", "market", "--loop"],
-                                env={"NEARLINE_KAFKA_URL": "127.0.0.1:1",
-                                     "NEARLINE_REDIS_URL": "redis://127.0.0.1:1"})
-    assert result.exit_code != 0 and "--max-rate" in result.output
+def test_a_load_needs_a_rate_and_is_not_scored() -> None:
+    env = {"NEARLINE_KAFKA_URL": "127.0.0.1:1", "NEARLINE_REDIS_URL": "redis://127.0.0.1:1"}
+    for args in (["load", "--dataset", "market"], ["replay", "--dataset", "market", "--loop"]):
+        result = CliRunner().invoke(main, args, env=env)
+        assert result.exit_code == 2 and "--max-rate" in result.output, result.output
+    result = CliRunner().invoke(main, ["replay", "--dataset", "market", "--loop", "--max-rate",
+                                       "10", "--checkpoint", ".", "--json", "x.json"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "--checkpoint, --json: a load" in result.output
 
 
 @pytest.mark.services
-def test_loop_with_envelopes(broker, redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_loop_with_envelopes_through_the_previous_spelling(broker, redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     topic = f"load-env-{uuid.uuid4().hex[:8]}"
     env = {"NEARLINE_KAFKA_URL": broker.url, "NEARLINE_REDIS_URL": redis_server.url,
            "NEARLINE_HOME": str(tmp_path), "NEARLINE_TOPIC_INTERACTIONS": topic,

@@ -1,4 +1,5 @@
-"""`nearline up / status / down` as separate processes, and the state file's edge cases."""
+"""`nearline services up / status / down` as separate processes (and the previous names,
+`nearline up / status / down`), and the state file's edge cases."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
 
 def test_services_outlive_up_and_down_stops_them(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    up = _nearline("up", "--home", str(home))
+    up = _nearline("services", "up", "--home", str(home))
     assert up.returncode == 0 and "started" in up.stdout, up.stderr
     info = orjson.loads((home / "services.json").read_bytes())
     pids = info["pids"]
@@ -73,24 +74,24 @@ def test_services_outlive_up_and_down_stops_them(tmp_path: Path) -> None:
         redis_address = info["redis_url"].split("//")[1].split("/")[0]
         # the `up` process has exited: both services still answer
         assert _answers(info["kafka_url"]) and _answers(redis_address)
-        again = _nearline("up", "--home", str(home))
+        again = _nearline("services", "up", "--home", str(home))
         assert again.returncode == 0 and "already running" in again.stdout
         assert orjson.loads((home / "services.json").read_bytes())["pids"] == pids
-        status = _nearline("status", "--home", str(home))
+        status = _nearline("services", "status", "--home", str(home))
         assert status.returncode == 0 and status.stdout.count("running") == 2
         settings = load_settings(env={"NEARLINE_HOME": str(home)})
         assert (settings.kafka_url, settings.redis_url) == (info["kafka_url"], info["redis_url"])
     finally:
-        down = _nearline("down", "--home", str(home))
+        down = _nearline("services", "down", "--home", str(home))
     assert down.returncode == 0 and "broker" in down.stdout and "redis" in down.stdout
     assert all(_gone(pid) for pid in pids.values())
     assert not _answers(info["kafka_url"]) and not _answers(redis_address)
     assert not (home / "services.json").exists()
-    assert _nearline("status", "--home", str(home)).returncode == 1
+    assert _nearline("services", "status", "--home", str(home)).returncode == 1
 
 
 def test_up_with_the_default_relative_home(tmp_path: Path) -> None:
-    up = _nearline("up", "--home", ".nearline", cwd=tmp_path)  # the default: relative
+    up = _nearline("services", "up", "--home", ".nearline", cwd=tmp_path)  # the default: relative
     home = tmp_path / ".nearline"
     try:
         assert up.returncode == 0 and "started" in up.stdout, up.stdout + up.stderr
@@ -106,9 +107,9 @@ def test_a_stale_record_is_reported_and_replaced(tmp_path: Path) -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()
     _record(home, {"broker": dead.pid, "redis": dead.pid})
-    status = _nearline("status", "--home", str(home))
+    status = _nearline("services", "status", "--home", str(home))
     assert status.returncode == 1 and status.stdout.count("stopped") == 2
-    up = _nearline("up", "--home", str(home))
+    up = _nearline("services", "up", "--home", str(home))
     try:
         assert up.returncode == 0 and "started" in up.stdout, up.stderr
         info = orjson.loads((home / "services.json").read_bytes())

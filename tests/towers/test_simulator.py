@@ -22,6 +22,7 @@ from towers.datasets import (
     validate_event,
     write_market_jsonl,
 )
+from towers.errors import DataError
 
 DAY = 86_400.0
 SMALL = MarketConfig(seed=3, n_stores=30, n_skus=60, n_regions=3, days=30)
@@ -206,7 +207,7 @@ def test_dataset_from_the_simulator_equals_the_jsonl_read(tmp_path: Path) -> Non
 
 
 def test_config_is_checked() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(DataError, match="not an ISO date"):
         MarketConfig(start="May 1st")
-    with pytest.raises(AssertionError):
+    with pytest.raises(DataError, match="SKUs"):
         MarketConfig(n_skus=3)

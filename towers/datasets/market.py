@@ -11,6 +11,8 @@ from datetime import date
 
 import numpy as np
 
+from towers.errors import DataError
+
 __all__ = ["CATEGORIES", "Category", "Market", "MarketConfig", "build_market"]
 
 
@@ -39,10 +41,17 @@ class MarketConfig:
                                  "10-31", "11-28", "12-24", "12-25", "12-31")
 
     def __post_init__(self) -> None:
-        assert self.n_stores > 0 and self.n_skus >= len(CATEGORIES), "too small a market"
-        assert self.days > 0 and 1 <= self.n_regions <= 26, "days > 0, 1-26 regions"
-        assert len(self.weekday_orders) == 7, "one order chance per weekday"
-        date.fromisoformat(self.start)
+        if self.n_stores < 1 or self.n_skus < len(CATEGORIES):
+            raise DataError(f"market: at least 1 store and {len(CATEGORIES)} SKUs (one per "
+                            "category)")
+        if self.days < 1 or not 1 <= self.n_regions <= 26:
+            raise DataError("market: at least 1 day, and 1 to 26 regions")
+        if len(self.weekday_orders) != 7:
+            raise DataError("market: one order chance per weekday (7)")
+        try:
+            date.fromisoformat(self.start)
+        except ValueError:
+            raise DataError(f"market: start {self.start!r} is not an ISO date") from None
 
 
 @dataclass(frozen=True)
