@@ -108,3 +108,14 @@ def test_recall_loads_no_kafka_redis_or_torch() -> None:
     # two_tower (torch, faiss) is imported by whoever serves a model, not by the package
     assert not _loaded_after("import streams.recall") & {"faust", "aiokafka", "kafka", "redis",
                                                          "torch"}
+
+
+def test_copies_the_layering_keeps_apart_agree() -> None:
+    """index/ may not import towers/, nor settings index/ (faiss): their copies must match."""
+    from index.config import BACKENDS
+    from index.items import VERSION_RE as INDEX_VERSION_RE
+    from streams.settings import INDEX_BACKENDS
+    from towers.versions import VERSION_RE
+
+    assert INDEX_VERSION_RE.pattern == VERSION_RE.pattern
+    assert tuple(BACKENDS) == INDEX_BACKENDS

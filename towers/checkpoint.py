@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -31,6 +30,7 @@ from diskio import commit_dir, sha256_file, write_synced
 from towers.errors import CheckpointError, FeatureError
 from towers.features import FeatureSpec, ItemTable
 from towers.model import TowerConfig, TwoTower
+from towers.versions import VERSION_RE
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ FILES = ("config.json", "features.json", "items.json", "weights.safetensors", "m
 # neighbours.json = the item-to-item table built offline from the same training log
 OPTIONAL_FILES = ("neighbours.json",)
 MAX_JSON_BYTES = 512 * 1024 * 1024
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclass

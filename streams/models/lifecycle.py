@@ -29,8 +29,8 @@ from streams.models.store import CheckpointStore
 from streams.recall.channels import Channel
 from streams.recall.itemcf import ItemCFChannel
 from streams.state.contract import UserStateStore
-from towers.checkpoint import VERSION_RE
 from towers.errors import CheckpointError, TowersError
+from towers.versions import VERSION_RE
 
 if TYPE_CHECKING:
     from streams.recall.two_tower import TowerBundle

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Literal, TypedDict
 
 from diskio import commit_dir, temp_sibling, write_atomic
-from towers.checkpoint import VERSION_RE, load_checkpoint
 from towers.errors import CheckpointError
+from towers.versions import VERSION_RE
 
 __all__ = ["CheckpointStore", "VersionInfo"]
 
@@ -56,6 +56,8 @@ class CheckpointStore:
 
     def publish(self, source: Path | str) -> str:
         """Validate a checkpoint directory and copy it in; returns its version."""
+        from towers.checkpoint import load_checkpoint  # torch: only when publishing
+
         source = Path(source)
         version = load_checkpoint(source).version  # hashes, shapes, spec: before any copy
         target = self.checkpoint_dir(version)

@@ -21,8 +21,8 @@ import orjson
 from faust.serializers import codecs
 
 from streams.errors import EventError
-from towers.checkpoint import VERSION_RE
 from towers.datasets.events import InvalidEvent, validate_event
+from towers.versions import VERSION_RE
 
 __all__ = [
     "CheckpointAnnouncement",

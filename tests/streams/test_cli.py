@@ -118,9 +118,15 @@ def test_previous_names_still_run(alias: str) -> None:
     assert r.exit_code == 0 and f"Usage: main {alias}" in r.output, r.output
 
 
-def test_service_commands_load_without_torch_or_faiss(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", [["services", "status"], ["model", "versions"]],
+                         ids=" ".join)
+def test_light_commands_load_neither_torch_faiss_nor_faust(tmp_path: Path,
+                                                           args: list[str]) -> None:
+    argv = [*args, "--home", str(tmp_path)]
+    if args[0] == "model":  # nothing listens there: the command fails after its imports
+        argv += ["--kafka-url", "127.0.0.1:1", "--redis-url", "redis://127.0.0.1:1/0"]
     code = ("import sys; from click.testing import CliRunner; from streams.cli.main import main; "
-            f"r = CliRunner().invoke(main, ['services', 'status', '--home', {str(tmp_path)!r}]); "
+            f"r = CliRunner().invoke(main, {argv!r}); "
             "print(r.exit_code, sorted({'torch', 'faiss', 'faust'} & set(sys.modules)))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
