@@ -119,3 +119,10 @@ def test_copies_the_layering_keeps_apart_agree() -> None:
 
     assert INDEX_VERSION_RE.pattern == VERSION_RE.pattern
     assert tuple(BACKENDS) == INDEX_BACKENDS
+
+
+def test_the_recall_engine_loads_no_faust_torch_or_faiss() -> None:
+    # the engine is the worker's core without Kafka; the model's torch and faiss come with
+    # the model (streams.recall.two_tower), when one is loaded
+    assert not _loaded_after("import streams.worker.engine") & {"faust", "aiokafka", "torch",
+                                                                "faiss"}

@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,8 +29,10 @@ from streams.recall.ranked_popularity import RankedPopularity, regions_of
 from streams.recall.recaller import Filters, Recaller, RecallList
 from streams.state.contract import InteractionUpdate, UserFeatures, UserStateStore
 from streams.state.popularity import PopularityBoard
-from streams.worker.records import Interaction
 from towers.sequence import UserHistory
+
+if TYPE_CHECKING:  # the records are faust.Record classes: the engine itself loads no faust
+    from streams.worker.records import Interaction
 
 __all__ = ["EngineConfig", "RecallEngine", "RecallInput", "UserRecall"]
 
