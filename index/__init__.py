@@ -1,6 +1,7 @@
 """index: item vectors under stable string ids, searched with faiss, versioned and saved atomically.
 
-Pure faiss + NumPy; imported by `streams`, never importing it.
+Pure faiss + NumPy (and `diskio` for durable writes); imported by `streams`, never
+importing it or `towers`.
 """
 
 from index.build import build_aside, build_index
