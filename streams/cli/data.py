@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import orjson
 
-from streams.cli.options import dataset_options, load_data, log_level_option
+from streams.cli.options import dataset_options, load_data, log_level_option, parse_ks
 from streams.logs import configure_logging
 
 __all__ = ["evaluate", "simulate", "train"]
@@ -116,13 +116,10 @@ def evaluate(dataset: str, data: Path | None, columns: str | None, checkpoint: P
     from streams.evaluation.systems import evaluation_systems
     from streams.recall.two_tower import TowerBundle
 
-    try:
-        cuts = tuple(sorted({int(k) for k in ks.split(",") if k.strip()}))
-    except ValueError:
-        raise click.BadParameter(f"--k {ks!r}: comma-separated integers") from None
+    cuts = parse_ks(ks)
     chosen = tuple(p.strip() for p in protocols.split(",") if p.strip())
-    if not cuts or min(cuts) < 1 or set(chosen) - set(PROTOCOLS):
-        raise click.BadParameter(f"K must be positive, protocols among {PROTOCOLS}")
+    if not chosen or set(chosen) - set(PROTOCOLS):
+        raise click.BadParameter(f"protocols among {', '.join(PROTOCOLS)}")
     configure_logging(log_level)
     loaded = load_data(dataset, data, columns)
     bundle = TowerBundle.from_checkpoint(checkpoint) if checkpoint else None

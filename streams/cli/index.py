@@ -7,11 +7,10 @@ from pathlib import Path
 import click
 import orjson
 
-from index import IndexConfig, IndexFileError, IndexInputError, index_info, save_index
+from index import IndexConfig, index_info, save_index
 from streams.cli.options import log_level_option
 from streams.logs import configure_logging
 from streams.settings import INDEX_BACKENDS
-from towers.errors import TowersError
 
 __all__ = ["index"]
 
@@ -27,8 +26,7 @@ def index() -> None:
 
 
 @index.command("build")
-@click.option("--checkpoint", type=click.Path(path_type=Path),
-              required=True)
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--backend", type=click.Choice(INDEX_BACKENDS), default="auto",
               show_default=True, help="auto: exact up to 100k items, approximate above.")
@@ -43,11 +41,9 @@ def build(checkpoint: Path, out: Path, backend: str, log_level: str) -> None:
     from streams.recall.two_tower import TowerBundle
 
     configure_logging(log_level)
-    try:
-        bundle = TowerBundle.from_checkpoint(checkpoint, config=IndexConfig(backend=backend))
+    bundle = TowerBundle.from_checkpoint(checkpoint, config=IndexConfig(backend=backend))
+    try:  # a bad checkpoint or index input is one line from the `nearline` group
         save_index(bundle.index, out)
-    except (TowersError, IndexInputError, IndexFileError) as exc:
-        raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot save the index in {out}: {exc.strerror or exc}"
                                    ) from exc
@@ -64,8 +60,5 @@ def info(directory: Path) -> None:
     Example:
       nearline index info indexes/ml100k
     """
-    try:
-        sidecar = index_info(directory)
-    except IndexFileError as exc:
-        raise click.ClickException(str(exc)) from exc
+    sidecar = index_info(directory)
     click.echo(orjson.dumps(sidecar, option=orjson.OPT_INDENT_2).decode())

@@ -16,7 +16,7 @@ import click
 from streams.settings import Settings, load_settings
 from towers.data import Dataset
 
-__all__ = ["LOG_LEVELS", "F", "dataset_options", "load_data", "log_level_option",
+__all__ = ["LOG_LEVELS", "F", "dataset_options", "load_data", "log_level_option", "parse_ks",
            "service_options", "settings_from"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,3 +71,14 @@ def load_data(dataset: str, data: Path | None, columns: str | None) -> Dataset:
     if loaded.skipped:
         click.echo(f"skipped rows: {loaded.skipped}", err=True)
     return loaded
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """`--k 10,50,100`: distinct positive cut-offs, ascending."""
+    try:
+        ks = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: a comma-separated list of integers") from None
+    if not ks or min(ks) < 1:
+        raise click.BadParameter("K values must be positive integers")
+    return ks

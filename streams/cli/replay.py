@@ -15,6 +15,7 @@ from streams.cli.options import (
     dataset_options,
     load_data,
     log_level_option,
+    parse_ks,
     service_options,
     settings_from,
 )
@@ -26,16 +27,6 @@ if TYPE_CHECKING:
     from streams.replay.run import ReplayOptions
 
 __all__ = ["format_report", "load", "replay"]
-
-
-def _ks(text: str) -> tuple[int, ...]:
-    try:
-        ks = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: a comma-separated list of integers") from None
-    if not ks or min(ks) < 1:
-        raise click.BadParameter("K values must be positive integers")
-    return ks
 
 
 _START = click.option("--from", "start", type=click.Choice(["valid", "test"]), default="test",
@@ -116,7 +107,7 @@ def replay(dataset: str, data: Path | None, columns: str | None, start: str,
             raise click.UsageError("a load needs a positive --max-rate")
     else:
         try:
-            options = ReplayOptions(ks=_ks(ks), speed=speed, max_rate=max_rate,
+            options = ReplayOptions(ks=parse_ks(ks), speed=speed, max_rate=max_rate,
                                     workers=workers, timeout_s=timeout_s, checkpoint=checkpoint,
                                     one_per_batch=one_per_batch, envelope=envelope)
         except ValueError as exc:
