@@ -286,3 +286,23 @@ def test_watcher_ignores_a_live_key_naming_no_valid_version(live: Live, version:
     asyncio.run(live.state.set_live_version(version))
     assert asyncio.run(live.watcher.check()) is False
     assert live.engine.model is before
+
+
+def test_two_publishers_of_one_version_both_succeed(source: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process commits the same version between our existence check and our rename:
+    ours gives way to theirs instead of failing on a non-empty target."""
+    import streams.models.store as store_module
+
+    real_commit = store_module.commit_dir
+    store = CheckpointStore(tmp_path / "store")
+
+    def other_publisher_first(tmp: Path, final: Path) -> None:
+        monkeypatch.setattr(store_module, "commit_dir", real_commit)
+        assert CheckpointStore(store.root).publish(source) == final.parent.name
+        real_commit(tmp, final)
+
+    monkeypatch.setattr(store_module, "commit_dir", other_publisher_first)
+    version = store.publish(source)
+    assert store.checkpoint_dir(version).is_dir()
+    assert not [p for p in store.version_dir(version).iterdir() if p.name.startswith(".tmp")]
