@@ -20,19 +20,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streams.evaluation.protocols import evaluate, format_table, write_json
-from streams.evaluation.systems import evaluation_systems, itemcf_table
+from streams.evaluation.systems import evaluation_systems
+from streams.evaluation.training import train_checkpoint
+from streams.evaluation.tuning import choose_recipe
 from streams.logs import configure_logging
+from streams.recall.recipe import read_recipe
 from streams.recall.two_tower import TowerBundle
-from towers.checkpoint import save_checkpoint
-from towers.data import Dataset, temporal_split
+from towers.data import Dataset
 from towers.datasets.registry import load_dataset
-from towers.train import TrainConfig, train
+from towers.train import TrainConfig
 
 BASELINES = ("popularity", "popularity_live", "repeat", "itemcf", "itemcf_live")
 STREAM_FACTOR = {"ml100k": 1.2, "tafeng": 1.1}  # nearline stream HR@50 over the best baseline
@@ -52,8 +52,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         checkpoint = fit(data, out, max_seconds=args.max_seconds)
         train_s = round(time.perf_counter() - started, 1)
     bundle = TowerBundle.from_checkpoint(checkpoint)
-    report = evaluate(data, evaluation_systems(data, bundle=bundle), ks=ks,
+    recipe = read_recipe(checkpoint) or choose_recipe(data)
+    report = evaluate(data, evaluation_systems(data, bundle=bundle, recipe=recipe), ks=ks,
                       checkpoint=bundle.version)
+    report["recipe"] = dict(recipe.chosen_on)
     report["train_s"] = train_s
     report["bars"] = bars(report, args.dataset, train_s=train_s)
     print(format_table(report))
@@ -83,15 +85,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def fit(data: Dataset, out: Path, *, max_seconds: float | None) -> Path:
-    """Train as `nearline train` does and save the checkpoint with its item-to-item table."""
-    result = train(data, config=TrainConfig(max_seconds=max_seconds, progress=False))
-    split = temporal_split(data.interactions)
-    seen = data.interactions.take(split.order[: len(split.train) + len(split.valid)])
-    table = itemcf_table(data, seen)
-    return save_checkpoint(out, model=result.model, spec=result.spec, items=result.items,
-                           metrics=result.metrics, dataset=data.name,
-                           extras={"neighbours.json": orjson.dumps(
-                               table.to_json(), option=orjson.OPT_SERIALIZE_NUMPY)})
+    """Train as `nearline train` does: towers, item-to-item table and recipe."""
+    path, _ = train_checkpoint(data, out, config=TrainConfig(max_seconds=max_seconds,
+                                                             progress=False))
+    return path
 
 
 def bars(report: dict[str, Any], dataset: str, *, train_s: float | None

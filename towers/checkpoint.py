@@ -39,8 +39,9 @@ __all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint"]
 FORMAT = 1
 FILES = ("config.json", "features.json", "items.json", "weights.safetensors", "metrics.json")
 # artefacts a checkpoint may carry besides the towers (hashed like the rest):
-# neighbours.json = the item-to-item table built offline from the same training log
-OPTIONAL_FILES = ("neighbours.json",)
+# neighbours.json = the item-to-item table built offline from the same training log;
+# recipe.json = recall settings chosen on the valid window and what they fitted
+OPTIONAL_FILES = ("neighbours.json", "recipe.json")
 MAX_JSON_BYTES = 512 * 1024 * 1024
 
 

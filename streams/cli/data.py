@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import click
@@ -53,38 +52,27 @@ def simulate(out: Path, seed: int, days: int, stores: int, skus: int) -> None:
 def train(dataset: str, data: Path | None, columns: str | None, out: Path,
           epochs: int | None, seed: int, max_seconds: float | None, no_progress: bool,
           log_level: str) -> None:
-    """Train the two towers (and the item-to-item table) and save a checkpoint.
+    """Train the two towers, choose the recall settings and save a checkpoint.
 
-    Early stopping on the valid window's streaming HitRate@50, then a refit on
-    train+valid; the test window is never seen.
+    Towers: early stopping on the valid window's streaming HitRate@50, then a refit on
+    train+valid. Recall settings (the recipe, with the item-to-item table): chosen on
+    the valid window, then refitted on train+valid. The test window is never seen.
 
     \b
     Examples:
       nearline train --dataset ml100k --out runs/
       nearline train --dataset jsonl --data market.jsonl --out runs/ --max-seconds 120
     """
-    from streams.evaluation.systems import itemcf_table
-    from towers.checkpoint import save_checkpoint
-    from towers.data import temporal_split
+    from streams.evaluation.training import train_checkpoint
     from towers.train import TrainConfig
-    from towers.train import train as fit
 
     configure_logging(log_level)
     loaded = load_data(dataset, data, columns)
     config = TrainConfig(seed=seed, max_seconds=max_seconds, progress=not no_progress)
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
-    started = time.perf_counter()
-    result = fit(loaded, config=config)
-    split = temporal_split(loaded.interactions)
-    seen = loaded.interactions.take(split.order[: len(split.train) + len(split.valid)])
-    table = itemcf_table(loaded, seen)
-    metrics = {**result.metrics, "train_s": round(time.perf_counter() - started, 1)}
     try:
-        path = save_checkpoint(out, model=result.model, spec=result.spec, items=result.items,
-                               metrics=metrics, dataset=loaded.name,
-                               extras={"neighbours.json": orjson.dumps(
-                                   table.to_json(), option=orjson.OPT_SERIALIZE_NUMPY)})
+        path, metrics = train_checkpoint(loaded, out, config=config)
     except OSError as exc:
         raise click.ClickException(f"cannot save under {out}: {exc.strerror or exc}") from exc
     click.echo(f"checkpoint {path.name} in {path}")
@@ -114,6 +102,8 @@ def evaluate(dataset: str, data: Path | None, columns: str | None, checkpoint: P
     from streams.evaluation.protocols import PROTOCOLS, format_table, write_json
     from streams.evaluation.protocols import evaluate as run
     from streams.evaluation.systems import evaluation_systems
+    from streams.evaluation.tuning import choose_recipe
+    from streams.recall.recipe import read_recipe
     from streams.recall.two_tower import TowerBundle
 
     cuts = parse_ks(ks)
@@ -123,8 +113,12 @@ def evaluate(dataset: str, data: Path | None, columns: str | None, checkpoint: P
     configure_logging(log_level)
     loaded = load_data(dataset, data, columns)
     bundle = TowerBundle.from_checkpoint(checkpoint) if checkpoint else None
-    report = run(loaded, evaluation_systems(loaded, bundle=bundle), ks=cuts, protocols=chosen,
-                 checkpoint=bundle.version if bundle else "")
+    recipe = read_recipe(checkpoint) if checkpoint else None
+    if recipe is None:  # the baselines get their settings from this data's valid window
+        recipe = choose_recipe(loaded)
+    report = run(loaded, evaluation_systems(loaded, bundle=bundle, recipe=recipe), ks=cuts,
+                 protocols=chosen, checkpoint=bundle.version if bundle else "")
+    report["recipe"] = dict(recipe.chosen_on)
     click.echo(format_table(report))
     if json_path is not None:
         try:

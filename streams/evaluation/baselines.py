@@ -1,8 +1,9 @@
 """The non-neural baseline systems every evaluation run reports.
 
-Their settings are the profile's channel settings (`streams.recall.profiles`),
-chosen on the valid split. Lists shorter than K are filled from live popularity, which
-also serves users without history.
+Their settings are the given profile's channel settings: a checkpoint's recipe, whose
+repeat setting was chosen on the valid window of the data at hand
+(`streams.evaluation.tuning`), or the data set's starting profile. Lists shorter than K
+are filled from live popularity, which also serves users without history.
 """
 
 from __future__ import annotations

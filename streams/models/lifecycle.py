@@ -28,6 +28,7 @@ from streams.models.live import LiveModel
 from streams.models.store import CheckpointStore
 from streams.recall.channels import Channel
 from streams.recall.itemcf import ItemCFChannel
+from streams.recall.recipe import read_recipe
 from streams.state.contract import UserStateStore
 from towers.errors import CheckpointError, TowersError
 from towers.versions import VERSION_RE
@@ -46,7 +47,8 @@ BUILD_ERRORS = (CheckpointError, TowersError, IndexFileError, IndexInputError, O
 
 
 def live_model(bundle: TowerBundle, checkpoint_dir: Path) -> LiveModel:
-    """The version's channels: two-tower, plus item-to-item when the checkpoint has it."""
+    """The version's channels: two-tower, plus item-to-item when the checkpoint has it, and
+    its recipe (settings chosen on the valid window) when it has one."""
     from streams.recall.two_tower import TwoTowerChannel
 
     extra: tuple[Channel, ...] = ()
@@ -57,7 +59,7 @@ def live_model(bundle: TowerBundle, checkpoint_dir: Path) -> LiveModel:
         except (ValueError, orjson.JSONDecodeError) as exc:
             raise CheckpointError(f"neighbours.json: {exc}") from exc
     return LiveModel(version=bundle.version, channel=TwoTowerChannel(bundle), extra=extra,
-                     index_items=len(bundle.index))
+                     index_items=len(bundle.index), recipe=read_recipe(checkpoint_dir))
 
 
 def load_version(store: CheckpointStore, version: str) -> TowerBundle:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streams.recall.channels import Channel
+from streams.recall.recipe import Recipe
 from towers.sequence import UserHistory
 
 __all__ = ["LiveModel", "warm_up"]
@@ -20,6 +21,7 @@ class LiveModel:
     channel: Channel  # two-tower channel bound to this version's towers and index
     extra: tuple[Channel, ...] = ()  # channels built offline with it (item-to-item table)
     index_items: int = 0  # size of the version's item index
+    recipe: Recipe | None = None  # recall settings chosen with it (None: the named profile)
 
 
 def warm_up(model: LiveModel, item_id: str = "warm-up") -> None:

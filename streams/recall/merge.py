@@ -2,7 +2,9 @@
 
 Each channel contributes to an item's fused score: with `rrf` (weighted reciprocal-rank
 fusion) `weight / (rrf_k + rank)`, rank from 1; with `score` `weight * score / best
-score of that channel's list`. Channel lists are each a best-first list of (item, score).
+score of that channel's list`; with `raw` `weight * score` (for channels whose scores are
+on one scale, such as calibrated rates). Channel lists are each a best-first list of
+(item, score).
 Quotas reserve a place in the top-K for each channel's best items (when it has them);
 the rest of the places go by fused score, and the result is ordered by fused score.
 An item is credited to the channel that contributed most to its score.
@@ -19,18 +21,19 @@ from streams.errors import SettingsError
 __all__ = ["MergeConfig", "Merged", "merge"]
 
 Candidates = list[tuple[str, float]]
+METHODS = ("rrf", "score", "raw")
 
 
 @dataclass(frozen=True)
 class MergeConfig:
-    method: str = "rrf"  # "rrf" (reciprocal rank) or "score" (scores scaled per channel)
+    method: str = "rrf"  # "rrf" (reciprocal rank), "score" (scaled per channel) or "raw"
     rrf_k: float = 60.0  # rank offset of reciprocal-rank fusion: larger flattens the ranks
     weights: Mapping[str, float] = field(default_factory=dict)  # channel -> weight (1)
     quotas: Mapping[str, int] = field(default_factory=dict)  # channel -> reserved places
 
     def __post_init__(self) -> None:
-        if self.method not in ("rrf", "score"):
-            raise SettingsError(f"merge method {self.method!r}: use 'rrf' or 'score'")
+        if self.method not in METHODS:
+            raise SettingsError(f"merge method {self.method!r}: use one of {', '.join(METHODS)}")
         if self.rrf_k < 0 or any(q < 0 for q in self.quotas.values()):
             raise SettingsError("merge: rrf_k and quotas must not be negative")
 
@@ -79,6 +82,8 @@ def _contributions(cands: Candidates, weight: float, config: MergeConfig
     if config.method == "rrf":
         return zip([item for item, _ in cands], _rrf_parts(weight, config.rrf_k, len(cands)),
                    strict=True)
+    if config.method == "raw":
+        return [(item, s * weight) for item, s in cands]
     best = max((s for _, s in cands), default=0.0)
     scale = weight / best if best > 0 else 0.0
     return [(item, s * scale) for item, s in cands]

@@ -35,17 +35,26 @@ streaming HitRate@50), never on test:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
+from streams.errors import SettingsError
 from streams.recall.channels import Channel, PopularityConfig, RepeatChannel, RepeatConfig
 from streams.recall.itemcf import ItemCFConfig
 from streams.recall.merge import MergeConfig
+from streams.recall.repurchase import (
+    ExploreChannel,
+    RepurchaseChannel,
+    RepurchaseConfig,
+    RepurchaseModel,
+)
 from streams.recall.returning import ReturningConfig, ReturningPopularity
 from towers.data import Dataset
 from towers.sequence import DAY
 
-__all__ = ["PROFILES", "Profile", "channels_of", "profile_for", "profile_named"]
+__all__ = ["PROFILES", "Profile", "channels_of", "profile_for", "profile_from_json",
+           "profile_named", "profile_to_json"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,9 @@ class Profile:
     itemcf: ItemCFConfig  # item-to-item neighbours of the user's recent items
     merge: MergeConfig  # fusion of the channels' lists (weights by channel name)
     returning: ReturningConfig | None  # more popularity for users back after a break
+    # time-aware repurchase and explore on one scale (`streams.recall.repurchase`) in
+    # place of repeat; needs a fitted model, which a checkpoint's recipe carries
+    repurchase: RepurchaseConfig | None = None
 
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
@@ -106,13 +118,51 @@ def profile_for(dataset: Dataset) -> Profile:
 
 
 def channels_of(profile: Profile, *, tower: Channel | None, itemcf: Sequence[Channel],
-                popularity: Channel, repeat: Channel | None = None) -> list[Channel]:
+                popularity: Channel, repeat: Channel | None = None,
+                repurchase: RepurchaseModel | None = None) -> list[Channel]:
     """The merged recall's channels in fusion order, as a worker serves them and the
     evaluator scores them: the two-tower channel (when a model is live), item-to-item,
-    repeat, popularity, and returning (which reads `popularity`)."""
+    repeat (or repurchase and explore, when the profile has them), popularity, and
+    returning (which reads `popularity`)."""
     channels: list[Channel] = [tower] if tower is not None else []
-    channels += [*itemcf, repeat if repeat is not None else RepeatChannel(profile.repeat),
-                 popularity]
+    channels += itemcf
+    if profile.repurchase is not None:
+        if repurchase is None:
+            raise ValueError(f"profile {profile.name!r} needs a fitted repurchase model")
+        channels += [RepurchaseChannel(repurchase), ExploreChannel(popularity, repurchase)]
+    else:
+        channels.append(repeat if repeat is not None else RepeatChannel(profile.repeat))
+    channels.append(popularity)
     if profile.returning is not None:
         channels.append(ReturningPopularity(popularity, profile.returning))
     return channels
+
+
+_PARTS: dict[str, type] = {"popularity": PopularityConfig, "repeat": RepeatConfig,
+                           "itemcf": ItemCFConfig, "merge": MergeConfig,
+                           "returning": ReturningConfig, "repurchase": RepurchaseConfig}
+
+
+def profile_to_json(profile: Profile) -> dict[str, Any]:
+    """Every setting of a profile as plain JSON values (a checkpoint's recipe stores it)."""
+    out = asdict(profile)
+    out["merge"] = {**out["merge"], "weights": dict(profile.merge.weights),
+                    "quotas": dict(profile.merge.quotas)}
+    return out
+
+
+def profile_from_json(doc: Mapping[str, Any]) -> Profile:
+    """Rebuild a stored profile; unknown or invalid settings raise ValueError naming them."""
+    try:
+        known = {f.name for f in fields(Profile)}
+        unknown = set(doc) - known
+        if unknown:
+            raise ValueError(f"unknown profile settings {sorted(unknown)}")
+        values: dict[str, Any] = {}
+        for name in known & set(doc):
+            part, raw = _PARTS.get(name), doc[name]
+            values[name] = raw if part is None or raw is None else part(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in dict(raw).items()})
+        return Profile(**values)
+    except (TypeError, SettingsError) as exc:
+        raise ValueError(f"profile: {exc}") from exc

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -98,8 +98,10 @@ class RecallEngine:
         Computing the lists (`RecallInput.compute`) needs no further reads, so a caller
         may apply the next batch's events while they are computed.
         """
-        cfg, profile = self.config, self.config.profile
+        cfg = self.config
         model = self.model  # read once: one version for the whole batch
+        recipe = model.recipe if model is not None else None
+        profile = cfg.profile if recipe is None else _with_recipe(cfg.profile, recipe.profile)
         histories = await self.store.histories(users, last=cfg.history_len)
         features = await self.store.features(users)
         seen = await self.store.seen_items(users) if profile.seen_filter else None
@@ -112,7 +114,9 @@ class RecallEngine:
         popularity = RankedPopularity(rankings, region_weight=region_weight)
         # the tower goes first in `compute`, which embeds the batch's users once
         channels = channels_of(profile, tower=None, itemcf=model.extra if model else (),
-                               popularity=popularity, repeat=self.repeat)
+                               popularity=popularity,
+                               repeat=self.repeat if recipe is None else None,
+                               repurchase=recipe.repurchase if recipe is not None else None)
         return RecallInput(tower=model.channel if model is not None else None,
                            channels=channels, fallback=popularity, merge=profile.merge,
                            filters=Filters(seen=profile.seen_filter, deny=cfg.deny,
@@ -120,6 +124,15 @@ class RecallEngine:
                            users=list(users), histories=histories, features=features,
                            seen=seen, unavailable=unavailable, k=cfg.top_k, now=now,
                            version=model.version if model is not None else "")
+
+
+def _with_recipe(configured: Profile, chosen: Profile) -> Profile:
+    """A checkpoint's recipe replaces the configured profile; a seen filter the worker is
+    configured with stays on (the stricter wins). The popularity board keeps the worker's
+    half-life: it is shared state, counted since the worker's first start."""
+    if configured.seen_filter and not chosen.seen_filter:
+        return replace(chosen, seen_filter=True)
+    return chosen
 
 
 @dataclass(frozen=True)

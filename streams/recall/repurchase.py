@@ -1,0 +1,280 @@
+"""Time-aware repurchase: how likely each item a user bought is in their next basket.
+
+Retail customers rebuy, and *when* they rebuy depends on the item and on how often and how
+long ago they bought it. Instead of one recency half-life, the score of a bought item is
+a rate learned from the log: the share of "next baskets" that contained an item in the
+same situation, where the situation is a cell of
+
+- how many of the user's baskets so far held the item (1, 2, 3, 4-5, 6-9, 10+ by default),
+- the days since the last of them at the time the list is made (0-1, 1-2, ... 180+).
+
+Every basket transition of the fitting log is one observation for each item the user had
+bought so far (a hit when the next basket holds it). Rates per cell are pooled per
+category and smoothed towards the global curve; each item then gets a factor (observed
+over expected hits, smoothed towards 1) for how much more or less than its category it
+is rebought. A basket is one user's lines with one timestamp.
+
+The same fit gives the explore side a comparable scale: the rate at which an item the user
+never bought, at popularity rank r, is in their next basket (rank buckets). With both on
+one scale, a merge by raw score (`MergeConfig(method="raw")`) lets a popular new item
+outrank a stale one-off purchase, and the other way round, without a hand-set weight.
+
+Scores are exact to the second: they are computed at read time from the user's history.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from streams.errors import SettingsError
+from streams.recall.channels import Candidates, Channel
+from streams.recall.repurchase_fit import explore_rates, repeat_observations
+from towers.data import Dataset, Interactions
+from towers.sequence import DAY, UserHistory
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ExploreChannel", "RepurchaseChannel", "RepurchaseConfig", "RepurchaseModel"]
+
+
+@dataclass(frozen=True)
+class RepurchaseConfig:
+    counts: tuple[int, ...] = (1, 2, 3, 4, 6, 10)  # lower edges: baskets that held the item
+    gap_days: tuple[float, ...] = (0, 1, 2, 4, 7, 14, 21, 30, 45, 60, 90, 180)  # lower edges
+    ranks: tuple[int, ...] = (0, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)  # explore
+    category_prior: float = 50.0  # pseudo-observations pulling a category to the global curve
+    item_prior: float = 20.0  # pseudo expected hits pulling an item's factor to 1
+    popularity_half_life_s: float = DAY  # the popularity the explore rates are measured on
+
+    def __post_init__(self) -> None:
+        for name in ("counts", "gap_days", "ranks"):
+            edges = getattr(self, name)
+            if not edges or edges[0] != (1 if name == "counts" else 0) or \
+                    any(b <= a for a, b in itertools.pairwise(edges)):
+                raise SettingsError(f"repurchase: {name} must rise strictly from "
+                                    f"{1 if name == 'counts' else 0}, got {edges}")
+        if self.category_prior < 0 or self.item_prior < 0 or self.popularity_half_life_s <= 0:
+            raise SettingsError("repurchase: priors must be >= 0 and the half-life positive")
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.counts) * len(self.gap_days)
+
+
+class RepurchaseModel:
+    """Fitted rates: global and per-category curves over cells, item factors, explore."""
+
+    def __init__(self, config: RepurchaseConfig, *, global_rate: np.ndarray,
+                 category_rate: Mapping[str, np.ndarray], item_factor: Mapping[str, float],
+                 item_category: Mapping[str, str], new_rate: np.ndarray) -> None:
+        self.config = config
+        self.global_rate = global_rate
+        self.category_rate = dict(category_rate)
+        self.item_factor = dict(item_factor)
+        self.item_category = dict(item_category)
+        self.new_rate = new_rate
+        self._counts = np.asarray(config.counts, dtype=np.float64)
+        self._gaps = np.asarray(config.gap_days, dtype=np.float64) * DAY
+        self._ranks = np.asarray(config.ranks, dtype=np.int64)
+
+    def cells(self, counts: np.ndarray, gaps_s: np.ndarray) -> np.ndarray:
+        """Cell index of (baskets holding the item, seconds since the last of them)."""
+        c = np.searchsorted(self._counts, counts, side="right") - 1
+        g = np.searchsorted(self._gaps, np.maximum(gaps_s, 0.0), side="right") - 1
+        return c * len(self._gaps) + g
+
+    def rates(self, items: Sequence[str], cells: np.ndarray) -> np.ndarray:
+        """Next-basket rate of each (item, cell), at most 1."""
+        out = np.empty(len(items))
+        for j, (item, cell) in enumerate(zip(items, cells.tolist(), strict=True)):
+            curve = self.category_rate.get(self.item_category.get(item, ""), self.global_rate)
+            out[j] = curve[cell] * self.item_factor.get(item, 1.0)
+        return np.minimum(out, 1.0)
+
+    def explore_rate(self, ranks: np.ndarray) -> np.ndarray:
+        """Next-basket rate of a never-bought item at each popularity rank (from 0)."""
+        return self.new_rate[np.searchsorted(self._ranks, ranks, side="right") - 1]
+
+    def score(self, history: UserHistory, now: float) -> Candidates:
+        """The user's bought items with their next-basket rates, best first."""
+        count: dict[str, int] = {}
+        last: dict[str, float] = {}
+        baskets: set[tuple[str, float]] = set()
+        for item, t in zip(history.items, history.ts, strict=True):
+            if (item, t) not in baskets:  # a basket line repeated is one purchase
+                baskets.add((item, t))
+                count[item] = count.get(item, 0) + 1
+                last[item] = max(last.get(item, t), t)
+        items = list(count)
+        cells = self.cells(np.fromiter(count.values(), np.float64, len(items)),
+                           now - np.fromiter(last.values(), np.float64, len(items)))
+        scores = self.rates(items, cells)
+        order = np.argsort(-scores, kind="stable")  # ties: the order items were first bought
+        return [(items[j], float(scores[j])) for j in order.tolist()]
+
+    # fitting -----------------------------------------------------------------------------
+
+    @classmethod
+    def fit(cls, log: Interactions, categories: Mapping[str, str],
+            config: RepurchaseConfig | None = None) -> RepurchaseModel:
+        """Rates from every basket transition of `log` (the fitting window only)."""
+        config = config or RepurchaseConfig()
+        observations = cls.observe(log, config)
+        return cls.pooled(observations, categories, config,
+                          new_rate=cls.explore(log, config))
+
+    @classmethod
+    def observe(cls, log: Interactions, config: RepurchaseConfig
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(item, cell, hit) repeat observations of `log` (depend on the cells only)."""
+        probe = cls(config, global_rate=np.zeros(config.n_cells), category_rate={},
+                    item_factor={}, item_category={}, new_rate=np.zeros(len(config.ranks)))
+        return repeat_observations(log, probe.cells)
+
+    @staticmethod
+    def explore(log: Interactions, config: RepurchaseConfig) -> np.ndarray:
+        """Explore rate per rank bucket of `log` (depends on ranks and the half-life only)."""
+        return explore_rates(log, config.ranks, config.popularity_half_life_s)
+
+    @classmethod
+    def pooled(cls, observations: tuple[np.ndarray, np.ndarray, np.ndarray],
+               categories: Mapping[str, str], config: RepurchaseConfig, *,
+               new_rate: np.ndarray) -> RepurchaseModel:
+        """The model from observations, with `config`'s priors (cheap: a grid reuses them)."""
+        items, cells, hits = observations
+        model = cls(config, **_pooled(items, cells, hits, categories, config),
+                    new_rate=new_rate)
+        logger.info("repurchase: %s observations, %s categories, %s items", len(items),
+                    len(model.category_rate), len(model.item_factor))
+        return model
+
+    # storage -----------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {"config": asdict(self.config), "global_rate": self.global_rate.tolist(),
+                "category_rate": {c: r.tolist() for c, r in self.category_rate.items()},
+                "item_factor": {i: round(f, 5) for i, f in self.item_factor.items()},
+                "item_category": self.item_category,
+                "new_rate": self.new_rate.tolist()}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> RepurchaseModel:
+        """Rebuild a stored model; a wrong shape or value raises ValueError naming it."""
+        try:
+            raw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                   for k, v in dict(doc["config"]).items()}
+            config = RepurchaseConfig(**raw)
+            global_rate = _rates(doc["global_rate"], config.n_cells, "global_rate")
+            category_rate = {str(c): _rates(r, config.n_cells, f"category_rate[{c}]")
+                             for c, r in dict(doc["category_rate"]).items()}
+            item_factor = {str(i): float(f) for i, f in dict(doc["item_factor"]).items()}
+            item_category = {str(i): str(c) for i, c in dict(doc["item_category"]).items()}
+            new_rate = _rates(doc["new_rate"], len(config.ranks), "new_rate")
+        except (KeyError, TypeError, SettingsError) as exc:
+            raise ValueError(f"repurchase model: {exc!r}") from exc
+        if not all(math.isfinite(f) and f >= 0 for f in item_factor.values()):
+            raise ValueError("repurchase model: item_factor must be finite and >= 0")
+        return cls(config, global_rate=global_rate, category_rate=category_rate,
+                   item_factor=item_factor, item_category=item_category, new_rate=new_rate)
+
+
+def _rates(values: Any, n: int, name: str) -> np.ndarray:
+    out = np.asarray(values, dtype=np.float64)
+    if out.shape != (n,) or not np.all(np.isfinite(out)) or np.any(out < 0):
+        raise ValueError(f"repurchase model: {name} must be {n} finite rates >= 0")
+    return out
+
+
+def _pooled(items: np.ndarray, cells: np.ndarray, hits: np.ndarray,
+            categories: Mapping[str, str], config: RepurchaseConfig) -> dict[str, Any]:
+    """Global curve, per-category curves shrunk towards it, per-item factors."""
+    n = config.n_cells
+    g_hit, g_obs = np.bincount(cells, hits, n), np.bincount(cells, None, n)
+    overall = g_hit.sum() / max(g_obs.sum(), 1.0)
+    global_rate = (g_hit + 20.0 * overall) / (g_obs + 20.0)  # empty cells: the overall rate
+    cats = np.array([categories.get(i, "") for i in items.tolist()], dtype=object)
+    names, cat_code = np.unique(cats.astype(str), return_inverse=True)
+    key = cat_code * n + cells
+    c_hit = np.bincount(key, hits, len(names) * n).reshape(len(names), n)
+    c_obs = np.bincount(key, None, len(names) * n).reshape(len(names), n)
+    m = config.category_prior
+    c_rate = (c_hit + m * global_rate) / (c_obs + m) if m > 0 else \
+        np.where(c_obs > 0, c_hit / np.maximum(c_obs, 1), global_rate)
+    uniq, item_code = np.unique(items.astype(str), return_inverse=True)
+    expected = np.bincount(item_code, c_rate[cat_code, cells], len(uniq))
+    observed = np.bincount(item_code, hits, len(uniq))
+    factor = (observed + config.item_prior) / np.maximum(expected + config.item_prior, 1e-12)
+    return {"global_rate": global_rate,
+            "category_rate": {str(c): c_rate[j] for j, c in enumerate(names.tolist()) if c},
+            "item_factor": dict(zip(uniq.tolist(), factor.tolist(), strict=True)),
+            "item_category": {i: c for i in uniq.tolist() if (c := categories.get(i, ""))}}
+
+
+class RepurchaseChannel:
+    """The user's bought items scored by `RepurchaseModel` (no state of its own)."""
+
+    def __init__(self, model: RepurchaseModel, *, name: str = "repurchase") -> None:
+        self.model = model
+        self.name = name
+
+    def fit(self, dataset: Dataset, history: Interactions) -> None:
+        return None
+
+    def observe(self, events: Interactions) -> None:
+        return None
+
+    def candidates(
+        self, histories: Sequence[UserHistory | None], *, k: int, now: float,
+        exclude: Sequence[Container[str]] | None = None,
+    ) -> list[Candidates]:
+        out: list[Candidates] = []
+        for j, history in enumerate(histories):
+            if history is None or len(history) == 0:
+                out.append([])
+                continue
+            excl = exclude[j] if exclude is not None else None
+            ranked = self.model.score(history, now)
+            out.append([p for p in ranked if not excl or p[0] not in excl][:k])
+        return out
+
+
+class ExploreChannel:
+    """Popular items the user never bought, scored by the model's explore rates, so they
+    sit on the repurchase channel's scale. Reads its ranking from `popularity` (the
+    in-process counts or a worker's board), which it does not own or update."""
+
+    def __init__(self, popularity: Channel, model: RepurchaseModel, *,
+                 name: str = "explore") -> None:
+        self.popularity = popularity
+        self.model = model
+        self.name = name
+
+    def fit(self, dataset: Dataset, history: Interactions) -> None:
+        return None  # the popularity channel is fitted by whoever owns it
+
+    def observe(self, events: Interactions) -> None:
+        return None
+
+    def candidates(
+        self, histories: Sequence[UserHistory | None], *, k: int, now: float,
+        exclude: Sequence[Container[str]] | None = None,
+    ) -> list[Candidates]:
+        out: list[Candidates] = []
+        for j, history in enumerate(histories):
+            owned = set(history.items) if history is not None else set()
+            # ranks count every item, owned or blocked, as the fit counted them
+            ranked = self.popularity.candidates([history], k=k + len(owned), now=now)[0]
+            excl = exclude[j] if exclude is not None else None
+            keep = [(r, item) for r, (item, _) in enumerate(ranked)
+                    if item not in owned and not (excl and item in excl)][:k]
+            rates = self.model.explore_rate(np.array([r for r, _ in keep], dtype=np.int64))
+            out.append([(item, float(rate)) for (_, item), rate in
+                        zip(keep, rates.tolist(), strict=True)])
+        return out

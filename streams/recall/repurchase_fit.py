@@ -1,0 +1,112 @@
+"""Observations for `RepurchaseModel.fit`: one pass over a log's basket transitions.
+
+For each user, baskets in time order b_0 .. b_{B-1}. At each transition b_k -> b_{k+1}
+(the moment a list made after b_k is judged by b_{k+1}):
+- every item bought in b_0..b_k is one repeat observation: its cell (baskets that held
+  it so far, time from its last basket to b_k) and whether b_{k+1} holds it;
+- every item of b_{k+1} the user never bought is an explore hit at its popularity rank
+  after b_k's timestamp (counts decayed with the configured half-life).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from towers.data import Interactions
+
+__all__ = ["explore_rates", "repeat_observations"]
+
+
+def _by_user(log: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(item codes, ts, group starts, group ends) with rows grouped by user, in time order."""
+    order = np.lexsort((log.ts, log.user.astype(str)))
+    users = log.user[order].astype(str)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else \
+        np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], len(users)].astype(np.int64)
+    return order, log.ts[order], starts, ends
+
+
+def repeat_observations(log: Interactions, cells: Callable[[np.ndarray, np.ndarray], np.ndarray]
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(item, cell, hit) for every (transition, item bought so far) of `log`."""
+    order, ts, starts, ends = _by_user(log)
+    items_sorted = log.item[order]
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        times, basket = np.unique(ts[a:b], return_inverse=True)
+        if len(times) < 2:
+            continue
+        owned, column = np.unique(items_sorted[a:b].astype(str), return_inverse=True)
+        held = np.zeros((len(times), len(owned)), dtype=bool)  # basket x item
+        held[basket.reshape(-1), column.reshape(-1)] = True
+        so_far = np.cumsum(held, axis=0)[:-1]
+        last = np.maximum.accumulate(
+            np.where(held, np.arange(len(times))[:, None], -1), axis=0)[:-1]
+        bought = so_far > 0
+        gap = times[:-1, None] - times[np.maximum(last, 0)]
+        parts.append((np.broadcast_to(owned, so_far.shape)[bought],
+                      cells(so_far[bought].astype(np.float64), gap[bought]),
+                      held[1:][bought]))
+    if not parts:
+        return np.zeros(0, dtype=object), np.zeros(0, np.int64), np.zeros(0, np.float64)
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]).astype(np.float64))
+
+
+def _new_items(log: Interactions, code: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(time of b_k, codes of b_{k+1}'s never-bought items) for every transition."""
+    order, ts, starts, ends = _by_user(log)
+    user_code = code[order]
+    when: list[float] = []
+    new_items: list[np.ndarray] = []
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        times, first = np.unique(ts[a:b], return_index=True)
+        bounds = [*(a + first).tolist(), b]
+        owned: set[int] = set()
+        for k in range(len(times) - 1):
+            owned.update(user_code[bounds[k]:bounds[k + 1]].tolist())
+            new = set(user_code[bounds[k + 1]:bounds[k + 2]].tolist()) - owned
+            when.append(float(times[k]))
+            new_items.append(np.fromiter(new, np.int64, len(new)))
+    return np.asarray(when, dtype=np.float64), new_items
+
+
+def explore_rates(log: Interactions, rank_edges: Sequence[int], half_life_s: float, *,
+                  refresh_s: float = 3600.0) -> np.ndarray:
+    """Per rank bucket: hits of never-bought items / (transitions x bucket width).
+
+    Ranks come from decayed counts of every event up to the transition's time, refreshed
+    at most once per `refresh_s` of log time (a minute-stamped log has too many distinct
+    times to rank the catalogue at each).
+    """
+    edges = np.asarray(rank_edges, dtype=np.int64)
+    hits = np.zeros(len(edges))
+    if len(log) == 0:
+        return hits
+    _, code = np.unique(log.item.astype(str), return_inverse=True)
+    code = code.reshape(-1)
+    n_items = int(code.max()) + 1
+    when, new_items = _new_items(log, code)
+    order = np.argsort(log.ts, kind="stable")
+    ts, by_time = log.ts[order], code[order]
+    counts = np.zeros(n_items)
+    rank = np.zeros(n_items, dtype=np.int64)
+    counted, previous, ranked_at = 0, None, -np.inf
+    for j in np.argsort(when, kind="stable").tolist():
+        t = when[j]
+        end = int(np.searchsorted(ts, t, side="right"))
+        if end > counted:  # count every event up to t (the list is made after b_k)
+            if previous is not None:
+                counts *= 2.0 ** (-(t - previous) / half_life_s)
+            counts += np.bincount(by_time[counted:end], minlength=n_items)
+            counted, previous = end, t
+        if t - ranked_at >= refresh_s or ranked_at == -np.inf:
+            rank[np.argsort(-counts, kind="stable")] = np.arange(n_items)
+            ranked_at = t
+        if len(new_items[j]):
+            np.add.at(hits, np.searchsorted(edges, rank[new_items[j]], side="right") - 1, 1.0)
+    width = np.diff(np.r_[edges, max(n_items, int(edges[-1]) + 1)]).astype(np.float64)
+    return hits / np.maximum(len(when) * width, 1.0)
