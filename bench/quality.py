@@ -23,7 +23,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streams.evaluation.protocols import evaluate, format_table, write_json
+from streams.evaluation.protocols import evaluate, format_split_table, format_table, write_json
 from streams.evaluation.systems import evaluation_systems
 from streams.evaluation.training import train_checkpoint
 from streams.evaluation.tuning import choose_recipe
@@ -34,9 +34,11 @@ from towers.data import Dataset
 from towers.datasets.registry import load_dataset
 from towers.train import TrainConfig
 
-BASELINES = ("popularity", "popularity_live", "repeat", "itemcf", "itemcf_live")
-STREAM_FACTOR = {"ml100k": 1.2, "tafeng": 1.1}  # nearline stream HR@50 over the best baseline
-TRAIN_LIMIT_S = {"ml100k": 120.0, "tafeng": 600.0}
+BASELINES = ("popularity", "popularity_live", "repeat", "itemcf", "itemcf_live", "tifu_knn")
+# nearline stream HR@50 over the best baseline (films) or over repeat (retail)
+STREAM_FACTOR = {"ml100k": 1.08, "tafeng": 1.05}
+REPURCHASE_FACTOR = 1.02  # repurchase alone over repeat, stream HR@50 (retail)
+TOTAL_LIMIT_S = {"ml100k": 300.0, "tafeng": 600.0}  # training plus evaluation
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ks = tuple(sorted({int(k) for k in args.ks.split(",") if k.strip()}))
     data = load_dataset(args.dataset, args.data, days=args.days)
     train_s = None
+    begun = time.perf_counter()
     checkpoint = args.checkpoint
     if checkpoint is None:
         started = time.perf_counter()
@@ -57,13 +60,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       checkpoint=bundle.version)
     report["recipe"] = dict(recipe.chosen_on)
     report["train_s"] = train_s
-    report["bars"] = bars(report, args.dataset, train_s=train_s)
+    report["total_s"] = round(time.perf_counter() - begun, 1)
+    report["bars"] = bars(report, args.dataset,
+                          total_s=report["total_s"] if train_s is not None else None)
     print(format_table(report))
+    print(format_split_table(report))
     for name, bar in report["bars"].items():
         print(f"{'MET ' if bar['met'] else 'MISS'} {name}: {bar['value']:.4f} "
               f"(bar {bar['bar']:.4f})")
     if train_s is not None:
-        print(f"training {train_s} s, checkpoint {checkpoint}")
+        print(f"training {train_s} s, training + evaluation {report['total_s']} s, "
+              f"checkpoint {checkpoint}")
     if args.json:
         write_json(report, args.json)
     return report
@@ -91,12 +98,12 @@ def fit(data: Dataset, out: Path, *, max_seconds: float | None) -> Path:
     return path
 
 
-def bars(report: dict[str, Any], dataset: str, *, train_s: float | None
+def bars(report: dict[str, Any], dataset: str, *, total_s: float | None
          ) -> dict[str, dict[str, Any]]:
-    """The issue's targets, measured against this run's own baselines (HitRate@50)."""
+    """The issues' targets, measured against this run's own baselines (HitRate@50)."""
     s = report["systems"]
     present = [b for b in BASELINES if b in s]
-    best_stream = max(s[b]["stream"]["HitRate@50"] for b in present)
+    stream = {name: s[name]["stream"]["HitRate@50"] for name in s}
     best_offline = max(s[b]["offline"]["HitRate@50"] for b in present)
     factor = STREAM_FACTOR.get(dataset, 1.0)
     checks: dict[str, tuple[float, float, bool]] = {}
@@ -107,16 +114,26 @@ def bars(report: dict[str, Any], dataset: str, *, train_s: float | None
     def above(name: str, value: float, bar: float) -> None:
         checks[name] = (value, bar, value > bar)
 
-    at_least(f"nearline stream HR@50 >= {factor}x best baseline",
-             s["nearline"]["stream"]["HitRate@50"], factor * best_stream)
+    if "repurchase" in s or dataset == "tafeng":  # retail: measured against repeat
+        at_least(f"nearline stream HR@50 >= {factor}x repeat", stream["nearline"],
+                 factor * stream["repeat"])
+        others = [b for b in present if b != "repeat"]
+        above("nearline stream HR@50 > every other baseline", stream["nearline"],
+              max(stream[b] for b in others))
+        if "repurchase" in s:
+            at_least(f"repurchase stream HR@50 >= {REPURCHASE_FACTOR}x repeat",
+                     stream["repurchase"], REPURCHASE_FACTOR * stream["repeat"])
+    else:
+        at_least(f"nearline stream HR@50 >= {factor}x best baseline", stream["nearline"],
+                 factor * max(stream[b] for b in present))
     at_least("nearline offline HR@50 >= best baseline",
              s["nearline"]["offline"]["HitRate@50"], best_offline)
     for protocol in ("stream", "offline"):
         above(f"two_tower {protocol} HR@50 > popularity",
               s["two_tower"][protocol]["HitRate@50"], s["popularity"][protocol]["HitRate@50"])
-    if train_s is not None and dataset in TRAIN_LIMIT_S:
-        limit = TRAIN_LIMIT_S[dataset]
-        checks[f"training <= {limit:.0f} s"] = (train_s, limit, train_s <= limit)
+    if total_s is not None and dataset in TOTAL_LIMIT_S:
+        limit = TOTAL_LIMIT_S[dataset]
+        checks[f"training + evaluation <= {limit:.0f} s"] = (total_s, limit, total_s <= limit)
     return {k: {"value": v, "bar": b, "met": ok} for k, (v, b, ok) in checks.items()}
 
 

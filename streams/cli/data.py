@@ -99,7 +99,7 @@ def evaluate(dataset: str, data: Path | None, columns: str | None, checkpoint: P
       nearline evaluate --dataset retail-csv --data sales.csv \\
           --columns user=customer,item=sku,ts=date,qty=units,price=unit_price
     """
-    from streams.evaluation.protocols import PROTOCOLS, format_table, write_json
+    from streams.evaluation.protocols import PROTOCOLS, format_split_table, format_table, write_json
     from streams.evaluation.protocols import evaluate as run
     from streams.evaluation.systems import evaluation_systems
     from streams.evaluation.tuning import choose_recipe
@@ -120,6 +120,8 @@ def evaluate(dataset: str, data: Path | None, columns: str | None, checkpoint: P
                  protocols=chosen, checkpoint=bundle.version if bundle else "")
     report["recipe"] = dict(recipe.chosen_on)
     click.echo(format_table(report))
+    if "stream" in chosen:
+        click.echo(format_split_table(report))
     if json_path is not None:
         try:
             write_json(report, json_path)

@@ -14,6 +14,7 @@ from streams.recall.channels import PopularityChannel, RepeatChannel
 from streams.recall.itemcf import ItemCFChannel
 from streams.recall.profiles import Profile, profile_for
 from streams.recall.recaller import RecallerSystem
+from streams.recall.tifu import TifuKNNChannel
 from towers.data import Dataset
 
 __all__ = ["baseline_systems"]
@@ -21,12 +22,14 @@ __all__ = ["baseline_systems"]
 
 def baseline_systems(dataset: Dataset, *, profile: Profile | None = None
                      ) -> list[RecallerSystem]:
-    """The five baselines, with the data set's profile unless one is given.
+    """The baselines, with the data set's profile unless one is given.
 
     popularity: counts and lists frozen at the boundary (a nightly batch);
     popularity_live: counts follow the events; repeat: the user's own items;
     itemcf: neighbour table frozen at the boundary, user histories live;
-    itemcf_live: the table follows the events too.
+    itemcf_live: the table follows the events too;
+    tifu_knn (retail, seen filter off): TIFU-KNN with its published settings, the user
+    table frozen at the boundary, the query user's vector live.
     """
     chosen = profile or profile_for(dataset)
 
@@ -37,7 +40,7 @@ def baseline_systems(dataset: Dataset, *, profile: Profile | None = None
         return ItemCFChannel(replace(chosen.itemcf, live=live))
 
     frozen_pop, live_pop = pop(live=False), pop(live=True)
-    return [
+    systems = [
         RecallerSystem(name="popularity", channels=[frozen_pop], fallback=frozen_pop,
                        frozen=True),
         RecallerSystem(name="popularity_live", channels=[live_pop], fallback=live_pop),
@@ -47,3 +50,7 @@ def baseline_systems(dataset: Dataset, *, profile: Profile | None = None
         RecallerSystem(name="itemcf_live", channels=[itemcf(live=True)],
                        fallback=pop(live=True)),
     ]
+    if not dataset.seen_filter:
+        systems.append(RecallerSystem(name="tifu_knn", channels=[TifuKNNChannel()],
+                                      fallback=pop(live=True)))
+    return systems

@@ -27,7 +27,8 @@ from towers.data import ContextRecord, Dataset, Interactions, temporal_split
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvalSplit", "RecallSystem", "evaluate", "evaluate_system", "format_table",
+__all__ = ["EvalSplit", "RecallSystem", "evaluate", "evaluate_system", "format_split_table",
+           "format_table",
            "offline_eval", "replay", "write_json"]
 
 PROTOCOLS = ("offline", "stream", "frozen")
@@ -127,29 +128,39 @@ def _distinct(ranked: Sequence[str], drop: Set[str] | None) -> list[str]:
 
 
 def replay(system: RecallSystem, split: EvalSplit, lists: dict[str, list[str]], *,
-           ks: Sequence[int], live: bool) -> dict[str, float | int]:
+           ks: Sequence[int], live: bool) -> dict[str, Any]:
     """The streaming protocol from the boundary `lists` (live: update and recompute them)."""
     log = split.dataset.interactions
     seen = ({u: set(items) for u, items in split.history_items.items()}
             if split.dataset.seen_filter else None)
+    had = {u: set(items) for u, items in split.history_items.items()}  # repeat or new
     current = dict(lists)  # user -> latest list
     tally = _Tally(ks)
+    baskets = None if split.dataset.seen_filter else _Baskets()
     contexts = _pending_contexts(split.dataset.contexts, split.boundary())
     rows = split.target_rows
     ts = log.ts[rows]
     starts = np.flatnonzero(np.r_[True, ts[1:] != ts[:-1]]) if len(rows) else np.zeros(0, int)
     for a, b in zip(starts.tolist(), np.r_[starts[1:], len(rows)].tolist(), strict=True):
         group = log.take(rows[a:b])
-        users = group.user.tolist()
-        for user, item in dict.fromkeys(zip(users, group.item.tolist(), strict=True)):
+        users, items = group.user.tolist(), group.item.tolist()
+        pairs = list(dict.fromkeys(zip(users, items, strict=True)))
+        for user, item in pairs:
             if seen is None or item not in seen.get(user, _EMPTY):
-                tally.judge(current.get(user), item)
+                tally.judge(current.get(user), item, repeat=item in had.get(user, _EMPTY))
+        if baskets is not None:
+            baskets.judge(pairs, current, had)
+        for user, item in zip(users, items, strict=True):
+            had.setdefault(user, set()).add(item)
         if seen is not None:
-            for user, item in zip(users, group.item.tolist(), strict=True):
+            for user, item in zip(users, items, strict=True):
                 seen.setdefault(user, set()).add(item)
         if live:
             _advance(system, group, contexts, float(ts[a]), current, k=max(ks))
-    return tally.result()
+    out: dict[str, Any] = dict(tally.result())
+    if baskets is not None:
+        out["basket"] = baskets.result()
+    return out
 
 
 def _advance(system: RecallSystem, group: Interactions, contexts: list[ContextRecord],
@@ -170,16 +181,20 @@ def _pending_contexts(contexts: Sequence[ContextRecord], after: float) -> list[C
 
 
 class _Tally:
-    """Hits per K over judged events; events of users without a list are misses."""
+    """Hits per K over judged events; events of users without a list are misses. Also per
+    kind of event: repeat (the user had the item before) or new."""
 
     def __init__(self, ks: Sequence[int]) -> None:
         self.ks = list(ks)
         self.events = 0
         self.covered = 0
         self.hits = dict.fromkeys(self.ks, 0)
+        self.repeats = 0
+        self.repeat_hits = dict.fromkeys(self.ks, 0)
 
-    def judge(self, ranked: list[str] | None, item: str) -> None:
+    def judge(self, ranked: list[str] | None, item: str, *, repeat: bool = False) -> None:
         self.events += 1
+        self.repeats += repeat
         if ranked is None:
             return
         self.covered += 1
@@ -187,6 +202,7 @@ class _Tally:
             pos = ranked.index(item)
             for k in self.ks:
                 self.hits[k] += pos < k
+                self.repeat_hits[k] += repeat and pos < k
 
     def result(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {}
@@ -196,6 +212,53 @@ class _Tally:
         out["coverage"] = self.covered / self.events if self.events else 0.0
         for k in self.ks:
             out[f"HitRate@{k}_with_list"] = self.hits[k] / self.covered if self.covered else 0.0
+        new = self.events - self.repeats
+        out["repeat_events"] = self.repeats / self.events if self.events else 0.0
+        for k in self.ks:
+            out[f"HitRate@{k}_repeat"] = self.repeat_hits[k] / self.repeats if self.repeats \
+                else 0.0
+            out[f"HitRate@{k}_new"] = (self.hits[k] - self.repeat_hits[k]) / new if new else 0.0
+            out[f"repeat_hit_share@{k}"] = (self.repeat_hits[k] / self.hits[k]
+                                            if self.hits[k] else 0.0)
+        return out
+
+
+class _Baskets:
+    """The next-basket table of docs/evaluation.md: each test basket of a user with history
+    (one user's lines at one timestamp) against the list from the state before it."""
+
+    KS = (10, 20)
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.repeat_share = 0.0
+        self.recall = dict.fromkeys(self.KS, 0.0)
+        self.recall_repeat = dict.fromkeys(self.KS, 0.0)
+
+    def judge(self, pairs: Sequence[tuple[str, str]], current: dict[str, list[str]],
+              had: dict[str, set[str]]) -> None:
+        basket: dict[str, list[str]] = {}
+        for user, item in pairs:
+            basket.setdefault(user, []).append(item)
+        for user, items in basket.items():
+            before = had.get(user)
+            if not before:
+                continue
+            ranked = current.get(user) or []
+            self.n += 1
+            self.repeat_share += sum(i in before for i in items) / len(items)
+            for k in self.KS:
+                top = set(ranked[:k])
+                self.recall[k] += sum(i in top for i in items) / len(items)
+                self.recall_repeat[k] += sum(i in top and i in before for i in items) / len(items)
+
+    def result(self) -> dict[str, float | int]:
+        n = max(self.n, 1)
+        out: dict[str, float | int] = {"baskets": self.n, "repeat_share": self.repeat_share / n}
+        for k in self.KS:
+            out[f"Recall@{k}"] = self.recall[k] / n
+            out[f"Recall@{k}_repeat"] = self.recall_repeat[k] / n
+            out[f"Recall@{k}_new"] = (self.recall[k] - self.recall_repeat[k]) / n
         return out
 
 
@@ -294,6 +357,33 @@ def format_table(report: dict[str, Any]) -> str:
     title = (f"{report.get('dataset', '?')}: train {split.get('train')}, valid "
              f"{split.get('valid')}, test {split.get('test')}; {report.get('wall_s', 0):.1f} s")
     return "\n".join([title, *lines])
+
+
+_SPLIT_COLUMNS = (  # (block, key, header): the kinds of event each system hits
+    ("stream", "repeat_events", "repeat ev"),
+    ("stream", "HitRate@50_repeat", "HR@50 repeat"),
+    ("stream", "HitRate@50_new", "HR@50 new"),
+    ("stream", "repeat_hit_share@50", "hits repeat"),
+    ("basket", "Recall@10", "basket R@10"),
+    ("basket", "Recall@20", "basket R@20"),
+    ("basket", "Recall@20_repeat", "R@20 repeat"),
+    ("basket", "Recall@20_new", "R@20 new"),
+)
+
+
+def format_split_table(report: dict[str, Any]) -> str:
+    """Streaming hits split into repeat and new items, and the next-basket table."""
+    header = ["system"] + [c[2] for c in _SPLIT_COLUMNS]
+    rows = [header]
+    for name, blocks in report["systems"].items():
+        stream = blocks.get("stream") or {}
+        parts = {"stream": stream, "basket": stream.get("basket") or {}}
+        rows.append([name] + ["-" if (v := parts[b].get(key)) is None else f"{v:.4f}"
+                              for b, key, _ in _SPLIT_COLUMNS])
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+    return "\n".join("  ".join(v.ljust(w) if c == 0 else v.rjust(w)
+                               for c, (v, w) in enumerate(zip(r, widths, strict=True)))
+                     for r in rows)
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> None:

@@ -8,9 +8,10 @@ copied from another data set decides the result.
 
 Chosen, in order:
 1. repeat: half-life and lines or quantities (the `repeat` baseline and the repeat channel);
-2. for a retail profile: repurchase priors (category and item smoothing), then the recipe
-   itself, repeat-led (the profile's fusion) or repurchase with explore on one scale,
-   whichever scores higher on valid.
+2. for a retail profile: repurchase buckets of the user's basket count, then its priors
+   (category and item smoothing), one after the other; then the recipe itself,
+   repeat-led (the profile's fusion) or repurchase with explore on one scale, whichever
+   scores higher on valid.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ from towers.sequence import DAY
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["REPEAT_GRID", "REPURCHASE_GRID", "choose_recipe", "choose_repeat"]
+__all__ = ["BASKET_GRID", "REPEAT_GRID", "REPURCHASE_GRID", "choose_recipe", "choose_repeat"]
 
 REPEAT_GRID = tuple(RepeatConfig(half_life_s=days * DAY, quantity_weighted=qty)
                     for days in (3.0, 14.0, 60.0, 365.0) for qty in (False, True))
 REPURCHASE_GRID = ((10.0, 5.0), (50.0, 20.0), (200.0, 100.0))  # (category, item) priors
+BASKET_GRID = ((1,), (1, 3, 10), (1, 2, 3, 5, 10))  # buckets of the user's basket count
 # repurchase and explore rates are next-basket probabilities: fused as they are
 RAW_MERGE = MergeConfig(method="raw", weights={"repurchase": 1.0, "explore": 1.0,
                                                "two_tower": 0.0, "itemcf": 0.0,
@@ -83,6 +85,42 @@ def _recipe_system(profile: Profile, model: RepurchaseModel | None) -> RecallerS
         fallback=popularity, merge=profile.merge)
 
 
+def _choose_repurchase(dataset: Dataset, split: EvalSplit, profile: Profile,
+                       record: dict[str, float]) -> tuple[Profile, RepurchaseModel | None]:
+    """Basket buckets, then priors (one at a time); repurchase only if it beats repeat."""
+    categories = {i: info.category for i, info in dataset.items.items() if info.category}
+    history = split.history()
+    start = RepurchaseConfig(popularity_half_life_s=profile.popularity.half_life_s or DAY)
+    observed: dict[tuple[int, ...], tuple[Any, Any]] = {}  # baskets -> observations
+    scores: dict[RepurchaseConfig, float] = {}
+
+    def score(config: RepurchaseConfig) -> float:
+        if config in scores:
+            return scores[config]
+        if config.baskets not in observed:
+            observed[config.baskets] = (RepurchaseModel.observe(history, config),
+                                        RepurchaseModel.explore(history, config))
+        observations, new_rate = observed[config.baskets]
+        model = RepurchaseModel.pooled(observations, categories, config, new_rate=new_rate)
+        timed = replace(profile, repurchase=config, merge=RAW_MERGE)
+        scores[config] = _valid_hit_rate(_recipe_system(timed, model), split)
+        return scores[config]
+
+    config = _best([replace(start, baskets=b) for b in BASKET_GRID], score,
+                   lambda c: f"repurchase baskets {'/'.join(map(str, c.baskets))}", record)
+    config = _best([replace(config, category_prior=c, item_prior=i)
+                    for c, i in REPURCHASE_GRID], score,
+                   lambda c: f"repurchase priors {c.category_prior:g}/{c.item_prior:g}",
+                   record)
+    best = max(scores.values())
+    record["repeat-led"] = round(_valid_hit_rate(_recipe_system(profile, None), split), 6)
+    if best <= record["repeat-led"]:
+        return profile, None
+    refit = EvalSplit.from_dataset(dataset).history()  # train + valid
+    return (replace(profile, repurchase=config, merge=RAW_MERGE),
+            RepurchaseModel.fit(refit, categories, config))
+
+
 def choose_recipe(dataset: Dataset, base: Profile | None = None, *,
                   repurchase: bool = True) -> Recipe:
     """Every setting of the data set's profile chosen on its valid window (see above)."""
@@ -93,29 +131,7 @@ def choose_recipe(dataset: Dataset, base: Profile | None = None, *,
     profile = replace(base, repeat=choose_repeat(split, base, record))
     model = None
     if repurchase and not profile.seen_filter and len(split.target_rows):
-        categories = {i: info.category for i, info in dataset.items.items() if info.category}
-        config = RepurchaseConfig(popularity_half_life_s=profile.popularity.half_life_s or DAY)
-        history = split.history()
-        observations = RepurchaseModel.observe(history, config)
-        new_rate = RepurchaseModel.explore(history, config)
-        candidate = replace(profile, repurchase=config, merge=RAW_MERGE)
-
-        def score(priors: tuple[float, float]) -> float:
-            chosen = replace(config, category_prior=priors[0], item_prior=priors[1])
-            fitted = RepurchaseModel.pooled(observations, categories, chosen,
-                                            new_rate=new_rate)
-            return _valid_hit_rate(_recipe_system(replace(candidate, repurchase=chosen),
-                                                  fitted), split)
-
-        priors = _best(REPURCHASE_GRID, score,
-                       lambda p: f"repurchase priors {p[0]:g}/{p[1]:g}", record)
-        record["repeat-led"] = round(_valid_hit_rate(_recipe_system(profile, None), split), 6)
-        best_repurchase = record[f"repurchase priors {priors[0]:g}/{priors[1]:g}"]
-        if best_repurchase > record["repeat-led"]:
-            config = replace(config, category_prior=priors[0], item_prior=priors[1])
-            profile = replace(candidate, repurchase=config)
-            refit = EvalSplit.from_dataset(dataset).history()  # train + valid
-            model = RepurchaseModel.fit(refit, categories, config)
+        profile, model = _choose_repurchase(dataset, split, profile, record)
     logger.info("recipe for %s chosen on valid in %.1f s: %s", dataset.name,
                 time.perf_counter() - started, record)
     return Recipe(profile=profile, repurchase=model,

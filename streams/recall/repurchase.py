@@ -6,7 +6,9 @@ a rate learned from the log: the share of "next baskets" that contained an item 
 same situation, where the situation is a cell of
 
 - how many of the user's baskets so far held the item (1, 2, 3, 4-5, 6-9, 10+ by default),
-- the days since the last of them at the time the list is made (0-1, 1-2, ... 180+).
+- the days since the last of them at the time the list is made (0-1, 1-2, ... 180+),
+- how many baskets the user has made in all (1-2, 3-9, 10+ by default): an item in 2 of 2
+  baskets is a habit, in 2 of 20 an occasional buy.
 
 Every basket transition of the fitting log is one observation for each item the user had
 bought so far (a hit when the next basket holds it). Rates per cell are pooled per
@@ -15,7 +17,8 @@ over expected hits, smoothed towards 1) for how much more or less than its categ
 is rebought. A basket is one user's lines with one timestamp.
 
 The same fit gives the explore side a comparable scale: the rate at which an item the user
-never bought, at popularity rank r, is in their next basket (rank buckets). With both on
+never bought, at popularity rank r, is in their next basket (rank buckets, per bucket of
+the user's basket count: newcomers explore more). With both on
 one scale, a merge by raw score (`MergeConfig(method="raw")`) lets a popular new item
 outrank a stale one-off purchase, and the other way round, without a hand-set weight.
 
@@ -48,24 +51,29 @@ __all__ = ["ExploreChannel", "RepurchaseChannel", "RepurchaseConfig", "Repurchas
 class RepurchaseConfig:
     counts: tuple[int, ...] = (1, 2, 3, 4, 6, 10)  # lower edges: baskets that held the item
     gap_days: tuple[float, ...] = (0, 1, 2, 4, 7, 14, 21, 30, 45, 60, 90, 180)  # lower edges
+    baskets: tuple[int, ...] = (1, 3, 10)  # lower edges: the user's baskets so far
     ranks: tuple[int, ...] = (0, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)  # explore
     category_prior: float = 50.0  # pseudo-observations pulling a category to the global curve
     item_prior: float = 20.0  # pseudo expected hits pulling an item's factor to 1
     popularity_half_life_s: float = DAY  # the popularity the explore rates are measured on
 
     def __post_init__(self) -> None:
-        for name in ("counts", "gap_days", "ranks"):
-            edges = getattr(self, name)
-            if not edges or edges[0] != (1 if name == "counts" else 0) or \
+        for name in ("counts", "gap_days", "baskets", "ranks"):
+            edges, first = getattr(self, name), 0 if name in ("gap_days", "ranks") else 1
+            if not edges or edges[0] != first or \
                     any(b <= a for a, b in itertools.pairwise(edges)):
-                raise SettingsError(f"repurchase: {name} must rise strictly from "
-                                    f"{1 if name == 'counts' else 0}, got {edges}")
+                raise SettingsError(f"repurchase: {name} must rise strictly from {first}, "
+                                    f"got {edges}")
         if self.category_prior < 0 or self.item_prior < 0 or self.popularity_half_life_s <= 0:
             raise SettingsError("repurchase: priors must be >= 0 and the half-life positive")
 
     @property
     def n_cells(self) -> int:
-        return len(self.counts) * len(self.gap_days)
+        return len(self.baskets) * len(self.counts) * len(self.gap_days)
+
+    @property
+    def explore_shape(self) -> tuple[int, int]:
+        return len(self.baskets), len(self.ranks)
 
 
 class RepurchaseModel:
@@ -83,12 +91,19 @@ class RepurchaseModel:
         self._counts = np.asarray(config.counts, dtype=np.float64)
         self._gaps = np.asarray(config.gap_days, dtype=np.float64) * DAY
         self._ranks = np.asarray(config.ranks, dtype=np.int64)
+        self._baskets = np.asarray(config.baskets, dtype=np.float64)
 
-    def cells(self, counts: np.ndarray, gaps_s: np.ndarray) -> np.ndarray:
-        """Cell index of (baskets holding the item, seconds since the last of them)."""
+    def basket_bucket(self, baskets: np.ndarray | float) -> np.ndarray:
+        return np.searchsorted(self._baskets, baskets, side="right") - 1
+
+    def cells(self, counts: np.ndarray, gaps_s: np.ndarray, baskets: np.ndarray | float
+              ) -> np.ndarray:
+        """Cell index of (baskets holding the item, seconds since the last of them, the
+        user's baskets in all)."""
         c = np.searchsorted(self._counts, counts, side="right") - 1
         g = np.searchsorted(self._gaps, np.maximum(gaps_s, 0.0), side="right") - 1
-        return c * len(self._gaps) + g
+        u = self.basket_bucket(baskets)
+        return (u * len(self._counts) + c) * len(self._gaps) + g
 
     def rates(self, items: Sequence[str], cells: np.ndarray) -> np.ndarray:
         """Next-basket rate of each (item, cell), at most 1."""
@@ -98,9 +113,11 @@ class RepurchaseModel:
             out[j] = curve[cell] * self.item_factor.get(item, 1.0)
         return np.minimum(out, 1.0)
 
-    def explore_rate(self, ranks: np.ndarray) -> np.ndarray:
-        """Next-basket rate of a never-bought item at each popularity rank (from 0)."""
-        return self.new_rate[np.searchsorted(self._ranks, ranks, side="right") - 1]
+    def explore_rate(self, ranks: np.ndarray, baskets: float = 1.0) -> np.ndarray:
+        """Next-basket rate of a never-bought item at each popularity rank (from 0), for a
+        user with `baskets` baskets so far."""
+        row = self.new_rate[int(self.basket_bucket(baskets))]
+        return row[np.searchsorted(self._ranks, ranks, side="right") - 1]
 
     def score(self, history: UserHistory, now: float) -> Candidates:
         """The user's bought items with their next-basket rates, best first."""
@@ -114,7 +131,8 @@ class RepurchaseModel:
                 last[item] = max(last.get(item, t), t)
         items = list(count)
         cells = self.cells(np.fromiter(count.values(), np.float64, len(items)),
-                           now - np.fromiter(last.values(), np.float64, len(items)))
+                           now - np.fromiter(last.values(), np.float64, len(items)),
+                           float(len(set(history.ts))))
         scores = self.rates(items, cells)
         order = np.argsort(-scores, kind="stable")  # ties: the order items were first bought
         return [(items[j], float(scores[j])) for j in order.tolist()]
@@ -135,13 +153,13 @@ class RepurchaseModel:
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(item, cell, hit) repeat observations of `log` (depend on the cells only)."""
         probe = cls(config, global_rate=np.zeros(config.n_cells), category_rate={},
-                    item_factor={}, item_category={}, new_rate=np.zeros(len(config.ranks)))
+                    item_factor={}, item_category={}, new_rate=np.zeros(config.explore_shape))
         return repeat_observations(log, probe.cells)
 
     @staticmethod
     def explore(log: Interactions, config: RepurchaseConfig) -> np.ndarray:
         """Explore rate per rank bucket of `log` (depends on ranks and the half-life only)."""
-        return explore_rates(log, config.ranks, config.popularity_half_life_s)
+        return explore_rates(log, config.baskets, config.ranks, config.popularity_half_life_s)
 
     @classmethod
     def pooled(cls, observations: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -176,7 +194,7 @@ class RepurchaseModel:
                              for c, r in dict(doc["category_rate"]).items()}
             item_factor = {str(i): float(f) for i, f in dict(doc["item_factor"]).items()}
             item_category = {str(i): str(c) for i, c in dict(doc["item_category"]).items()}
-            new_rate = _rates(doc["new_rate"], len(config.ranks), "new_rate")
+            new_rate = _rates(doc["new_rate"], config.explore_shape, "new_rate")
         except (KeyError, TypeError, SettingsError) as exc:
             raise ValueError(f"repurchase model: {exc!r}") from exc
         if not all(math.isfinite(f) and f >= 0 for f in item_factor.values()):
@@ -185,10 +203,11 @@ class RepurchaseModel:
                    item_factor=item_factor, item_category=item_category, new_rate=new_rate)
 
 
-def _rates(values: Any, n: int, name: str) -> np.ndarray:
+def _rates(values: Any, shape: int | tuple[int, ...], name: str) -> np.ndarray:
+    want = (shape,) if isinstance(shape, int) else shape
     out = np.asarray(values, dtype=np.float64)
-    if out.shape != (n,) or not np.all(np.isfinite(out)) or np.any(out < 0):
-        raise ValueError(f"repurchase model: {name} must be {n} finite rates >= 0")
+    if out.shape != want or not np.all(np.isfinite(out)) or np.any(out < 0):
+        raise ValueError(f"repurchase model: {name} must be {want} finite rates >= 0")
     return out
 
 
@@ -274,7 +293,9 @@ class ExploreChannel:
             excl = exclude[j] if exclude is not None else None
             keep = [(r, item) for r, (item, _) in enumerate(ranked)
                     if item not in owned and not (excl and item in excl)][:k]
-            rates = self.model.explore_rate(np.array([r for r, _ in keep], dtype=np.int64))
+            baskets = float(len(set(history.ts))) if history is not None else 0.0
+            rates = self.model.explore_rate(np.array([r for r, _ in keep], dtype=np.int64),
+                                            max(baskets, 1.0))
             out.append([(item, float(rate)) for (_, item), rate in
                         zip(keep, rates.tolist(), strict=True)])
         return out

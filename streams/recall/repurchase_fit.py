@@ -3,9 +3,11 @@
 For each user, baskets in time order b_0 .. b_{B-1}. At each transition b_k -> b_{k+1}
 (the moment a list made after b_k is judged by b_{k+1}):
 - every item bought in b_0..b_k is one repeat observation: its cell (baskets that held
-  it so far, time from its last basket to b_k) and whether b_{k+1} holds it;
+  it so far, time from its last basket to b_k, k + 1 baskets in all) and whether b_{k+1}
+  holds it;
 - every item of b_{k+1} the user never bought is an explore hit at its popularity rank
-  after b_k's timestamp (counts decayed with the configured half-life).
+  after b_k's timestamp (counts decayed with the configured half-life), in the row of the
+  user's k + 1 baskets.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ def _by_user(log: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return order, log.ts[order], starts, ends
 
 
-def repeat_observations(log: Interactions, cells: Callable[[np.ndarray, np.ndarray], np.ndarray]
+Cells = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def repeat_observations(log: Interactions, cells: Cells
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(item, cell, hit) for every (transition, item bought so far) of `log`."""
     order, ts, starts, ends = _by_user(log)
@@ -47,8 +52,10 @@ def repeat_observations(log: Interactions, cells: Callable[[np.ndarray, np.ndarr
             np.where(held, np.arange(len(times))[:, None], -1), axis=0)[:-1]
         bought = so_far > 0
         gap = times[:-1, None] - times[np.maximum(last, 0)]
+        baskets = np.broadcast_to(np.arange(1, len(times), dtype=np.float64)[:, None],
+                                  so_far.shape)
         parts.append((np.broadcast_to(owned, so_far.shape)[bought],
-                      cells(so_far[bought].astype(np.float64), gap[bought]),
+                      cells(so_far[bought].astype(np.float64), gap[bought], baskets[bought]),
                       held[1:][bought]))
     if not parts:
         return np.zeros(0, dtype=object), np.zeros(0, np.int64), np.zeros(0, np.float64)
@@ -56,11 +63,13 @@ def repeat_observations(log: Interactions, cells: Callable[[np.ndarray, np.ndarr
             np.concatenate([p[2] for p in parts]).astype(np.float64))
 
 
-def _new_items(log: Interactions, code: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(time of b_k, codes of b_{k+1}'s never-bought items) for every transition."""
+def _new_items(log: Interactions, code: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(time of b_k, k + 1, codes of b_{k+1}'s never-bought items) for every transition."""
     order, ts, starts, ends = _by_user(log)
     user_code = code[order]
     when: list[float] = []
+    baskets: list[int] = []
     new_items: list[np.ndarray] = []
     for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
         times, first = np.unique(ts[a:b], return_index=True)
@@ -70,26 +79,30 @@ def _new_items(log: Interactions, code: np.ndarray) -> tuple[np.ndarray, list[np
             owned.update(user_code[bounds[k]:bounds[k + 1]].tolist())
             new = set(user_code[bounds[k + 1]:bounds[k + 2]].tolist()) - owned
             when.append(float(times[k]))
+            baskets.append(k + 1)
             new_items.append(np.fromiter(new, np.int64, len(new)))
-    return np.asarray(when, dtype=np.float64), new_items
+    return np.asarray(when, dtype=np.float64), np.asarray(baskets, dtype=np.float64), new_items
 
 
-def explore_rates(log: Interactions, rank_edges: Sequence[int], half_life_s: float, *,
-                  refresh_s: float = 3600.0) -> np.ndarray:
-    """Per rank bucket: hits of never-bought items / (transitions x bucket width).
+def explore_rates(log: Interactions, basket_edges: Sequence[int], rank_edges: Sequence[int],
+                  half_life_s: float, *, refresh_s: float = 3600.0) -> np.ndarray:
+    """Per (user basket bucket, rank bucket): hits of never-bought items / (transitions of
+    that user bucket x rank bucket width).
 
     Ranks come from decayed counts of every event up to the transition's time, refreshed
     at most once per `refresh_s` of log time (a minute-stamped log has too many distinct
     times to rank the catalogue at each).
     """
     edges = np.asarray(rank_edges, dtype=np.int64)
-    hits = np.zeros(len(edges))
+    rows = np.asarray(basket_edges, dtype=np.float64)
+    hits = np.zeros((len(rows), len(edges)))
     if len(log) == 0:
         return hits
     _, code = np.unique(log.item.astype(str), return_inverse=True)
     code = code.reshape(-1)
     n_items = int(code.max()) + 1
-    when, new_items = _new_items(log, code)
+    when, baskets, new_items = _new_items(log, code)
+    row = np.searchsorted(rows, baskets, side="right") - 1
     order = np.argsort(log.ts, kind="stable")
     ts, by_time = log.ts[order], code[order]
     counts = np.zeros(n_items)
@@ -103,10 +116,14 @@ def explore_rates(log: Interactions, rank_edges: Sequence[int], half_life_s: flo
                 counts *= 2.0 ** (-(t - previous) / half_life_s)
             counts += np.bincount(by_time[counted:end], minlength=n_items)
             counted, previous = end, t
-        if t - ranked_at >= refresh_s or ranked_at == -np.inf:
+        if t - ranked_at >= refresh_s:
             rank[np.argsort(-counts, kind="stable")] = np.arange(n_items)
             ranked_at = t
         if len(new_items[j]):
-            np.add.at(hits, np.searchsorted(edges, rank[new_items[j]], side="right") - 1, 1.0)
+            np.add.at(hits[row[j]], np.searchsorted(edges, rank[new_items[j]], side="right") - 1,
+                      1.0)
     width = np.diff(np.r_[edges, max(n_items, int(edges[-1]) + 1)]).astype(np.float64)
-    return hits / np.maximum(len(when) * width, 1.0)
+    transitions = np.bincount(row, minlength=len(rows)).astype(np.float64)
+    # rows with few transitions lean on the pooled rates (50 pseudo-transitions)
+    pooled = hits.sum(axis=0) / max(len(when), 1) / width
+    return (hits + 50.0 * pooled * width) / ((transitions[:, None] + 50.0) * width)

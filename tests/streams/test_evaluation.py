@@ -198,8 +198,8 @@ def test_baselines_run_end_to_end_on_a_small_market() -> None:
     data = Dataset(name="market", interactions=log)
     systems = baseline_systems(data)
     assert [s.name for s in systems] == ["popularity", "popularity_live", "repeat", "itemcf",
-                                         "itemcf_live"]
-    assert [s.frozen for s in systems] == [True, False, False, False, False]
+                                         "itemcf_live", "tifu_knn"]
+    assert [s.frozen for s in systems] == [True, False, False, False, False, False]
     report = evaluate(data, systems)
     rows = report["systems"]
     assert all(r["stream"]["events"] == rows["popularity"]["stream"]["events"]
@@ -207,5 +207,15 @@ def test_baselines_run_end_to_end_on_a_small_market() -> None:
     assert rows["popularity"]["stream"] == rows["popularity"]["frozen"]
     assert rows["repeat"]["stream"]["HitRate@10"] > rows["popularity_live"]["stream"]["HitRate@10"]
     assert rows["itemcf_live"]["stream"]["HitRate@10"] > rows["popularity"]["stream"]["HitRate@10"]
+    assert rows["tifu_knn"]["stream"]["HitRate@10"] > rows["popularity_live"]["stream"][
+        "HitRate@10"]
+    basket = rows["repeat"]["stream"]["basket"]  # the next-basket table (seen filter off)
+    assert basket["baskets"] > 0 and 0 < basket["repeat_share"] <= 1
+    assert basket["Recall@20"] == pytest.approx(basket["Recall@20_repeat"]
+                                                + basket["Recall@20_new"])
+    stream = rows["repeat"]["stream"]
+    assert stream["HitRate@10"] == pytest.approx(
+        stream["repeat_events"] * stream["HitRate@10_repeat"]
+        + (1 - stream["repeat_events"]) * stream["HitRate@10_new"])
     with pytest.raises(ValueError, match="unknown profile 'books'"):
         profile_named("books")

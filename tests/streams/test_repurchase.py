@@ -12,8 +12,12 @@ from streams.recall.channels import PopularityChannel
 from streams.recall.merge import MergeConfig, merge
 from streams.recall.profiles import PROFILES, channels_of, profile_from_json, profile_to_json
 from streams.recall.recipe import RECIPE_FILE, Recipe, read_recipe
-from streams.recall.repurchase import (ExploreChannel, RepurchaseChannel, RepurchaseConfig,
-                                       RepurchaseModel)
+from streams.recall.repurchase import (
+    ExploreChannel,
+    RepurchaseChannel,
+    RepurchaseConfig,
+    RepurchaseModel,
+)
 from streams.recall.repurchase_fit import explore_rates
 from towers.data import Dataset, Interactions, ItemInfo
 from towers.errors import CheckpointError
@@ -27,26 +31,35 @@ LOG = Interactions.from_columns(
 
 
 def test_each_transition_observes_every_item_bought_so_far() -> None:
-    config = RepurchaseConfig(counts=(1, 2), gap_days=(0, 1, 3))
+    config = RepurchaseConfig(counts=(1, 2), gap_days=(0, 1, 3), baskets=(1, 2))
     model = RepurchaseModel.pooled(RepurchaseModel.observe(LOG, config), {}, config,
-                                   new_rate=np.zeros(len(config.ranks)))
+                                   new_rate=np.zeros(config.explore_shape))
     items, cells, hits = RepurchaseModel.observe(LOG, config)
     seen = sorted(zip(items.tolist(), cells.tolist(), hits.tolist(), strict=True))
-    cell = lambda count, days: int(model.cells(np.array([count]), np.array([days * DAY]))[0])  # noqa: E731
-    # u 0->2: a (1 basket, 0 d) bought again, b (1, 0 d) not; u 2->5: a (2, 0 d) again,
-    # b (1, 2 d) not; v 1->3: a (1, 0 d) not
-    assert seen == sorted([("a", cell(1, 0), 1.0), ("b", cell(1, 0), 0.0),
-                           ("a", cell(2, 0), 1.0), ("b", cell(1, 2), 0.0),
-                           ("a", cell(1, 0), 0.0)])
+
+    def cell(count: int, days: float, baskets: int) -> int:
+        return int(model.cells(np.array([count]), np.array([days * DAY]), baskets)[0])
+
+    # u 0->2: a (1 basket of 1, 0 d) bought again, b (1 of 1, 0 d) not; u 2->5: a (2 of 2,
+    # 0 d) again, b (1 of 2, 2 d) not; v 1->3: a (1 of 1, 0 d) not
+    assert seen == sorted([("a", cell(1, 0, 1), 1.0), ("b", cell(1, 0, 1), 0.0),
+                           ("a", cell(2, 0, 2), 1.0), ("b", cell(1, 2, 2), 0.0),
+                           ("a", cell(1, 0, 1), 0.0)])
+    assert len({cell(1, 0, 1), cell(1, 0, 2), cell(2, 0, 2), cell(1, 2, 2)}) == 4
 
 
 def test_explore_counts_new_items_of_the_next_basket_at_their_rank() -> None:
     # after day 0 the ranks are a, b (tied: first seen first) then c; u's day-2 basket
     # holds nothing new, day 5 holds c at rank 2 (after day 2: a 2, b 1, c 0); v's day-3
     # basket holds b, new to v, at rank 1 (after day 1: a 3, b 1)
-    rates = explore_rates(LOG, [0, 1, 2], half_life_s=1e12)
+    # one row of user buckets: no smoothing towards other rows can move it
+    rates = explore_rates(LOG, [1], [0, 1, 2], half_life_s=1e12)
     transitions = 3
-    assert rates.tolist() == pytest.approx([0.0, 1 / transitions, 1 / transitions])
+    assert rates[0].tolist() == pytest.approx([0.0, 1 / transitions, 1 / transitions])
+    # by the user's baskets so far: v's transition (1 basket) found b at rank 1, u's second
+    # (2 baskets) found c at rank 2; u's first found nothing new
+    rows = explore_rates(LOG, [1, 2], [0, 1, 2], half_life_s=1e12)
+    assert rows[0, 1] > rows[1, 1] and rows[1, 2] > rows[0, 2]
 
 
 def _cyclic_log(n_users: int = 40, days: int = 120) -> Dataset:
@@ -75,7 +88,7 @@ def test_the_learned_rate_follows_each_items_cycle() -> None:
     for day in (0, 7, 14):
         history.append("weekly", day * DAY)
     history.append("once", 15 * DAY)
-    for day in range(15, 21):
+    for day in range(21):
         history.append("bread", day * DAY)
     due = dict(model.score(history, now=20 * DAY))  # weekly: 6 days since the last
     early = dict(model.score(history, now=15 * DAY))  # weekly: 1 day since the last
@@ -92,7 +105,7 @@ def test_explore_channel_puts_new_items_on_the_repurchase_scale() -> None:
     history.append("bread", 0.0)
     [explore] = ExploreChannel(popularity, model).candidates([history], k=5, now=DAY)
     assert [i for i, _ in explore] == ["weekly", "once"]  # bread is the user's own
-    assert [s for _, s in explore] == model.explore_rate(np.array([1, 2])).tolist()
+    assert [s for _, s in explore] == model.explore_rate(np.array([1, 2]), 1.0).tolist()
     [own] = RepurchaseChannel(model).candidates([history], k=5, now=DAY)
     fused = merge([("repurchase", own), ("explore", explore)], k=3,
                   config=MergeConfig(method="raw"))
@@ -112,7 +125,8 @@ def test_a_model_survives_json_and_a_damaged_one_is_named() -> None:
     with pytest.raises(ValueError, match="global_rate"):
         RepurchaseModel.from_json({**doc, "global_rate": doc["global_rate"][:-1]})
     with pytest.raises(ValueError, match="new_rate"):
-        RepurchaseModel.from_json({**doc, "new_rate": [-1.0] * len(doc["new_rate"])})
+        RepurchaseModel.from_json({**doc, "new_rate": [[-1.0] * len(doc["new_rate"][0])]
+                                   * len(doc["new_rate"])})
     with pytest.raises(ValueError, match="gap_days"):
         RepurchaseModel.from_json({**doc, "config": {**doc["config"], "gap_days": [3, 1]}})
 
@@ -153,3 +167,37 @@ def test_channels_of_swaps_repeat_for_repurchase_and_explore() -> None:
     assert names == ["repurchase", "explore", "popularity", "returning"]
     with pytest.raises(ValueError, match="fitted repurchase model"):
         channels_of(timed, tower=None, itemcf=[], popularity=PopularityChannel())
+
+
+def test_tifu_vector_decays_within_and_between_groups() -> None:
+    from streams.recall.tifu import TifuConfig, tifu_vector
+
+    history = UserHistory("u")
+    for t, items in enumerate([["a"], ["a", "b"], ["c"], ["a"]]):
+        for item in items:
+            history.append(item, float(t))
+    config = TifuConfig(within_decay=0.5, group_decay=0.25, groups=2)
+    # groups [b0, b1] and [b2, b3]; inside: 0.5^(n-1-i) / 2; between: 0.25^(1-j) / 2
+    v = tifu_vector(history, config)
+    first, second = 0.25 / 2, 1 / 2
+    assert v == pytest.approx({"a": first * (0.5 / 2 + 1 / 2) + second * (1 / 2),
+                               "b": first * (1 / 2), "c": second * (0.5 / 2)})
+
+
+def test_tifu_knn_borrows_from_the_nearest_users_only() -> None:
+    from streams.recall.tifu import TifuConfig, TifuKNNChannel
+
+    # twins buy {x, y}; strangers buy {p, q}; the query bought x only
+    users = ["t1", "t2", "s1", "s2"]
+    baskets = {"t1": ["x", "y"], "t2": ["x", "y"], "s1": ["p", "q"], "s2": ["p", "q"]}
+    log = Interactions.from_columns(user=[u for u in users for _ in baskets[u]],
+                                    item=[i for u in users for i in baskets[u]],
+                                    ts=[0.0] * 8)
+    channel = TifuKNNChannel(TifuConfig(neighbours=2, alpha=0.5))
+    channel.fit(Dataset(name="t", interactions=log), log)
+    query = UserHistory("q")
+    query.append("x", 1.0)
+    [ranked] = channel.candidates([query], k=5, now=2.0)
+    assert [i for i, _ in ranked] == ["x", "y"]
+    [blocked] = channel.candidates([query], k=5, now=2.0, exclude=[{"x"}])
+    assert [i for i, _ in blocked] == ["y"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.evaluation.tuning import REPEAT_GRID, REPURCHASE_GRID, choose_recipe
+from streams.evaluation.tuning import BASKET_GRID, REPEAT_GRID, REPURCHASE_GRID, choose_recipe
 from streams.recall.profiles import PROFILES
 from towers.datasets import MarketConfig, market_dataset
 from towers.sequence import DAY
@@ -18,6 +18,8 @@ def test_choose_recipe_keeps_the_best_valid_score_of_each_grid() -> None:
     label = (f"repeat {chosen.half_life_s / DAY:g}d "
              f"{'quantity' if chosen.quantity_weighted else 'lines'}")
     assert scores[label] == max(repeat.values())
+    baskets = [k for k in scores if k.startswith("repurchase baskets")]
+    assert len(baskets) == len(BASKET_GRID)
     priors = [k for k in scores if k.startswith("repurchase priors")]
     assert len(priors) == len(REPURCHASE_GRID) and "repeat-led" in scores
     best_repurchase = max(scores[k] for k in priors)
