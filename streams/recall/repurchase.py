@@ -52,14 +52,18 @@ class RepurchaseConfig:
     counts: tuple[int, ...] = (1, 2, 3, 4, 6, 10)  # lower edges: baskets that held the item
     gap_days: tuple[float, ...] = (0, 1, 2, 4, 7, 14, 21, 30, 45, 60, 90, 180)  # lower edges
     baskets: tuple[int, ...] = (1, 3, 10)  # lower edges: the user's baskets so far
+    # lower edges of (time since the last purchase) / (the user's mean interval between
+    # purchases of the item), for items bought twice or more; (0,): no such dimension
+    cycle: tuple[float, ...] = (0.0,)
     ranks: tuple[int, ...] = (0, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)  # explore
     category_prior: float = 50.0  # pseudo-observations pulling a category to the global curve
     item_prior: float = 20.0  # pseudo expected hits pulling an item's factor to 1
     popularity_half_life_s: float = DAY  # the popularity the explore rates are measured on
 
     def __post_init__(self) -> None:
-        for name in ("counts", "gap_days", "baskets", "ranks"):
-            edges, first = getattr(self, name), 0 if name in ("gap_days", "ranks") else 1
+        for name in ("counts", "gap_days", "baskets", "ranks", "cycle"):
+            edges, first = getattr(self, name), 0 if name in ("gap_days", "ranks", "cycle") \
+                else 1
             if not edges or edges[0] != first or \
                     any(b <= a for a, b in itertools.pairwise(edges)):
                 raise SettingsError(f"repurchase: {name} must rise strictly from {first}, "
@@ -68,8 +72,13 @@ class RepurchaseConfig:
             raise SettingsError("repurchase: priors must be >= 0 and the half-life positive")
 
     @property
+    def n_cycle(self) -> int:
+        """Cycle buckets, plus one for items bought once (no interval yet)."""
+        return 1 if len(self.cycle) == 1 else len(self.cycle) + 1
+
+    @property
     def n_cells(self) -> int:
-        return len(self.baskets) * len(self.counts) * len(self.gap_days)
+        return len(self.baskets) * len(self.counts) * len(self.gap_days) * self.n_cycle
 
     @property
     def explore_shape(self) -> tuple[int, int]:
@@ -92,18 +101,28 @@ class RepurchaseModel:
         self._gaps = np.asarray(config.gap_days, dtype=np.float64) * DAY
         self._ranks = np.asarray(config.ranks, dtype=np.int64)
         self._baskets = np.asarray(config.baskets, dtype=np.float64)
+        self._cycle = np.asarray(config.cycle, dtype=np.float64)
 
     def basket_bucket(self, baskets: np.ndarray | float) -> np.ndarray:
         return np.searchsorted(self._baskets, baskets, side="right") - 1
 
-    def cells(self, counts: np.ndarray, gaps_s: np.ndarray, baskets: np.ndarray | float
-              ) -> np.ndarray:
+    def cells(self, counts: np.ndarray, gaps_s: np.ndarray, baskets: np.ndarray | float,
+              spans_s: np.ndarray) -> np.ndarray:
         """Cell index of (baskets holding the item, seconds since the last of them, the
-        user's baskets in all)."""
+        user's baskets in all, and the time since the last over the mean interval between
+        purchases; `spans_s` = last minus first purchase time)."""
         c = np.searchsorted(self._counts, counts, side="right") - 1
         g = np.searchsorted(self._gaps, np.maximum(gaps_s, 0.0), side="right") - 1
         u = self.basket_bucket(baskets)
-        return (u * len(self._counts) + c) * len(self._gaps) + g
+        cell = (u * len(self._counts) + c) * len(self._gaps) + g
+        n = self.config.n_cycle
+        if n == 1:
+            return cell
+        again = (counts > 1) & (spans_s > 0)
+        ratio = np.where(again, gaps_s * (counts - 1) / np.where(again, spans_s, 1.0), 0.0)
+        y = np.where(again, np.searchsorted(self._cycle, np.maximum(ratio, 0.0),
+                                            side="right") - 1, n - 1)
+        return np.asarray(cell * n + y)
 
     def rates(self, items: Sequence[str], cells: np.ndarray) -> np.ndarray:
         """Next-basket rate of each (item, cell), at most 1."""
@@ -122,17 +141,20 @@ class RepurchaseModel:
     def score(self, history: UserHistory, now: float) -> Candidates:
         """The user's bought items with their next-basket rates, best first."""
         count: dict[str, int] = {}
+        first: dict[str, float] = {}
         last: dict[str, float] = {}
         baskets: set[tuple[str, float]] = set()
-        for item, t in zip(history.items, history.ts, strict=True):
+        for item, t in zip(history.items, history.ts, strict=True):  # oldest first
             if (item, t) not in baskets:  # a basket line repeated is one purchase
                 baskets.add((item, t))
                 count[item] = count.get(item, 0) + 1
-                last[item] = max(last.get(item, t), t)
+                first.setdefault(item, t)
+                last[item] = t
         items = list(count)
-        cells = self.cells(np.fromiter(count.values(), np.float64, len(items)),
-                           now - np.fromiter(last.values(), np.float64, len(items)),
-                           float(len(set(history.ts))))
+        lasts = np.fromiter(last.values(), np.float64, len(items))
+        cells = self.cells(np.fromiter(count.values(), np.float64, len(items)), now - lasts,
+                           float(len(set(history.ts))),
+                           lasts - np.fromiter(first.values(), np.float64, len(items)))
         scores = self.rates(items, cells)
         order = np.argsort(-scores, kind="stable")  # ties: the order items were first bought
         return [(items[j], float(scores[j])) for j in order.tolist()]

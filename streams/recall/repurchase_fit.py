@@ -31,7 +31,7 @@ def _by_user(log: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return order, log.ts[order], starts, ends
 
 
-Cells = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+Cells = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def repeat_observations(log: Interactions, cells: Cells
@@ -52,10 +52,12 @@ def repeat_observations(log: Interactions, cells: Cells
             np.where(held, np.arange(len(times))[:, None], -1), axis=0)[:-1]
         bought = so_far > 0
         gap = times[:-1, None] - times[np.maximum(last, 0)]
+        span = times[np.maximum(last, 0)] - times[np.argmax(held, axis=0)][None, :]
         baskets = np.broadcast_to(np.arange(1, len(times), dtype=np.float64)[:, None],
                                   so_far.shape)
         parts.append((np.broadcast_to(owned, so_far.shape)[bought],
-                      cells(so_far[bought].astype(np.float64), gap[bought], baskets[bought]),
+                      cells(so_far[bought].astype(np.float64), gap[bought], baskets[bought],
+                            span[bought]),
                       held[1:][bought]))
     if not parts:
         return np.zeros(0, dtype=object), np.zeros(0, np.int64), np.zeros(0, np.float64)

@@ -38,7 +38,8 @@ def test_each_transition_observes_every_item_bought_so_far() -> None:
     seen = sorted(zip(items.tolist(), cells.tolist(), hits.tolist(), strict=True))
 
     def cell(count: int, days: float, baskets: int) -> int:
-        return int(model.cells(np.array([count]), np.array([days * DAY]), baskets)[0])
+        return int(model.cells(np.array([count]), np.array([days * DAY]), baskets,
+                               np.array([0.0]))[0])
 
     # u 0->2: a (1 basket of 1, 0 d) bought again, b (1 of 1, 0 d) not; u 2->5: a (2 of 2,
     # 0 d) again, b (1 of 2, 2 d) not; v 1->3: a (1 of 1, 0 d) not
