@@ -7,18 +7,23 @@ categories, prices) instead of training one.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from streams.evaluation.tuning import RAW_MERGE
+from streams.recall.profiles import PROFILES
+from streams.recall.recipe import RECIPE_FILE, Recipe
+from streams.recall.repurchase import RepurchaseConfig, RepurchaseModel
 from towers.checkpoint import save_checkpoint
 from towers.data import Dataset, Interactions, ItemInfo
 from towers.features import ItemTable, fit_feature_spec
 from towers.model import TwoTower
 from towers.train import tower_config
 
-__all__ = ["synthetic_dataset", "untrained_checkpoint", "zipf_events"]
+__all__ = ["retail_recipe", "synthetic_dataset", "untrained_checkpoint", "zipf_events"]
 
 
 def zipf_events(n: int, *, n_users: int, n_items: int, seed: int, t0: float = 1.7e9,
@@ -45,11 +50,23 @@ def synthetic_dataset(*, n_items: int, n_users: int, n_events: int, seed: int = 
 
 
 def untrained_checkpoint(root: Path, dataset: Dataset, *, seed: int, version: str,
-                         dim: int = 64) -> Path:
-    """A valid checkpoint with random weights over `dataset`'s catalogue."""
+                         dim: int = 64, recipe: bool = False) -> Path:
+    """A valid checkpoint with random weights over `dataset`'s catalogue; with `recipe`,
+    a retail recipe (repurchase and explore fitted on `dataset`) as `nearline train`
+    would store one."""
     torch.manual_seed(seed)
     spec = fit_feature_spec(dataset, dataset.interactions)
     model = TwoTower(tower_config(spec, dim=dim)).eval()
     table = ItemTable.from_dataset(dataset, dataset.interactions)
+    extras = {RECIPE_FILE: retail_recipe(dataset).to_bytes()} if recipe else None
     return save_checkpoint(root, model=model, spec=spec, items=table,
-                           metrics={"untrained": True}, dataset=dataset.name, version=version)
+                           metrics={"untrained": True}, dataset=dataset.name, version=version,
+                           extras=extras)
+
+
+def retail_recipe(dataset: Dataset) -> Recipe:
+    """The retail profile with repurchase and explore fitted on the whole of `dataset`."""
+    categories = {i: info.category for i, info in dataset.items.items()}
+    model = RepurchaseModel.fit(dataset.interactions, categories, RepurchaseConfig())
+    profile = replace(PROFILES["retail"], repurchase=model.config, merge=RAW_MERGE)
+    return Recipe(profile=profile, repurchase=model)

@@ -75,6 +75,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     ap.add_argument("--no-model", action="store_true", help="repeat + popularity only")
+    ap.add_argument("--recipe", action="store_true",
+                    help="the checkpoint carries a retail recipe: repurchase and explore "
+                         "in place of repeat")
     ap.add_argument("--index-backend", default="auto", choices=("auto", "exact", "ivf", "hnsw"),
                     help="item index of the model (auto: the project's default)")
     ap.add_argument("--profile", type=Path, default=None,
@@ -152,6 +155,7 @@ class Bench:
         self.version = None if a.no_model else self.build_model()
         out["model_version"] = self.version or ""
         out["index_backend"] = self.backend if self.version else ""
+        out["recipe"] = bool(a.recipe and self.version)
         one = self.pipeline("pipeline", topic, events, workers=1)
         out["pipeline_eps"] = one["eps"]
         out["pipeline"] = one
@@ -252,7 +256,7 @@ class Bench:
         a = self.args
         data = synthetic_dataset(n_items=a.items, n_users=a.users, n_events=3 * a.users)
         ckpt = untrained_checkpoint(self.work / "runs", data, seed=1,
-                                    version=f"bench-{os.getpid()}")
+                                    version=f"bench-{os.getpid()}", recipe=a.recipe)
         return CheckpointStore(self.work / "store").publish(ckpt)
 
     def make_live(self, settings: Settings) -> None:

@@ -9,7 +9,8 @@ copied from another data set decides the result.
 Chosen, in order:
 1. repeat: half-life and lines or quantities (the `repeat` baseline and the repeat channel);
 2. for a retail profile: repurchase buckets of the user's basket count, of the personal
-   purchase cycle, then its priors (category and item smoothing), one after the other;
+   purchase cycle, of the user's novelty (for explore), then its priors (category and
+   item smoothing), one after the other;
    then the recipe itself, repeat-led (the profile's fusion) or repurchase with explore
    on one scale, whichever scores higher on valid.
 """
@@ -34,14 +35,15 @@ from towers.sequence import DAY
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BASKET_GRID", "CYCLE_GRID", "REPEAT_GRID", "REPURCHASE_GRID", "choose_recipe",
-           "choose_repeat"]
+__all__ = ["BASKET_GRID", "CYCLE_GRID", "NOVELTY_GRID", "REPEAT_GRID", "REPURCHASE_GRID",
+           "choose_recipe", "choose_repeat"]
 
 REPEAT_GRID = tuple(RepeatConfig(half_life_s=days * DAY, quantity_weighted=qty)
                     for days in (3.0, 14.0, 60.0, 365.0) for qty in (False, True))
 REPURCHASE_GRID = ((10.0, 5.0), (50.0, 20.0), (200.0, 100.0))  # (category, item) priors
 BASKET_GRID = ((1,), (1, 3, 10), (1, 2, 3, 5, 10))  # buckets of the user's basket count
 CYCLE_GRID = ((0.0,), (0.0, 0.5, 1.0, 2.0))  # time since the last over the personal interval
+NOVELTY_GRID = ((0.0,), (0.0, 0.4, 0.6, 0.8, 0.95))  # the user's distinct / item-basket pairs
 # repurchase and explore rates are next-basket probabilities: fused as they are
 RAW_MERGE = MergeConfig(method="raw", weights={"repurchase": 1.0, "explore": 1.0,
                                                "two_tower": 0.0, "itemcf": 0.0,
@@ -89,8 +91,8 @@ def _recipe_system(profile: Profile, model: RepurchaseModel | None) -> RecallerS
 
 def _choose_repurchase(dataset: Dataset, split: EvalSplit, profile: Profile,
                        record: dict[str, float]) -> tuple[Profile, RepurchaseModel | None]:
-    """Basket buckets, cycle buckets, then priors (one at a time); repurchase only if it
-    beats the repeat-led recipe."""
+    """Basket, cycle and novelty buckets, then priors (one at a time); repurchase only if
+    it beats the repeat-led recipe."""
     categories = {i: info.category for i, info in dataset.items.items() if info.category}
     history = split.history()
     start = RepurchaseConfig(popularity_half_life_s=profile.popularity.half_life_s or DAY)
@@ -100,7 +102,7 @@ def _choose_repurchase(dataset: Dataset, split: EvalSplit, profile: Profile,
     def score(config: RepurchaseConfig) -> float:
         if config in scores:
             return scores[config]
-        edges = (config.baskets, config.cycle)
+        edges = (config.baskets, config.cycle, config.novelty)
         if edges not in observed:
             observed[edges] = (RepurchaseModel.observe(history, config),
                                RepurchaseModel.explore(history, config))
@@ -114,6 +116,9 @@ def _choose_repurchase(dataset: Dataset, split: EvalSplit, profile: Profile,
                    lambda c: f"repurchase baskets {'/'.join(map(str, c.baskets))}", record)
     config = _best([replace(config, cycle=c) for c in CYCLE_GRID], score,
                    lambda c: f"repurchase cycle {'/'.join(f'{e:g}' for e in c.cycle)}", record)
+    config = _best([replace(config, novelty=n) for n in NOVELTY_GRID], score,
+                   lambda c: f"repurchase novelty {'/'.join(f'{e:g}' for e in c.novelty)}",
+                   record)
     config = _best([replace(config, category_prior=c, item_prior=i)
                     for c, i in REPURCHASE_GRID], score,
                    lambda c: f"repurchase priors {c.category_prior:g}/{c.item_prior:g}",

@@ -44,7 +44,8 @@ from towers.sequence import DAY, UserHistory
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExploreChannel", "RepurchaseChannel", "RepurchaseConfig", "RepurchaseModel"]
+__all__ = ["ExploreChannel", "Parsed", "RepurchaseChannel", "RepurchaseConfig",
+           "RepurchaseModel", "parse"]
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,18 @@ class RepurchaseConfig:
     # lower edges of (time since the last purchase) / (the user's mean interval between
     # purchases of the item), for items bought twice or more; (0,): no such dimension
     cycle: tuple[float, ...] = (0.0,)
+    # lower edges of the user's novelty (distinct items / item-basket pairs: 1 = never
+    # rebuys) for the explore rates; (0,): no such dimension
+    novelty: tuple[float, ...] = (0.0,)
     ranks: tuple[int, ...] = (0, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)  # explore
     category_prior: float = 50.0  # pseudo-observations pulling a category to the global curve
     item_prior: float = 20.0  # pseudo expected hits pulling an item's factor to 1
     popularity_half_life_s: float = DAY  # the popularity the explore rates are measured on
 
     def __post_init__(self) -> None:
-        for name in ("counts", "gap_days", "baskets", "ranks", "cycle"):
-            edges, first = getattr(self, name), 0 if name in ("gap_days", "ranks", "cycle") \
-                else 1
+        for name in ("counts", "gap_days", "baskets", "ranks", "cycle", "novelty"):
+            edges = getattr(self, name)
+            first = 0 if name in ("gap_days", "ranks", "cycle", "novelty") else 1
             if not edges or edges[0] != first or \
                     any(b <= a for a, b in itertools.pairwise(edges)):
                 raise SettingsError(f"repurchase: {name} must rise strictly from {first}, "
@@ -82,7 +86,38 @@ class RepurchaseConfig:
 
     @property
     def explore_shape(self) -> tuple[int, int]:
-        return len(self.baskets), len(self.ranks)
+        return len(self.baskets) * len(self.novelty), len(self.ranks)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What the repurchase and explore scores read from one history."""
+
+    items: list[str]  # distinct items, in the order first bought
+    counts: np.ndarray  # baskets that held each
+    first: np.ndarray  # time of the first and the last of them
+    last: np.ndarray
+    baskets: float  # the user's baskets
+    novelty: float  # distinct items / item-basket pairs
+
+
+def parse(history: UserHistory) -> Parsed:
+    """One pass over a history (oldest first); a basket line repeated is one purchase."""
+    count: dict[str, int] = {}
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    pairs: set[tuple[str, float]] = set()
+    for item, t in zip(history.items, history.ts, strict=True):
+        if (item, t) not in pairs:
+            pairs.add((item, t))
+            count[item] = count.get(item, 0) + 1
+            first.setdefault(item, t)
+            last[item] = t
+    n = len(count)
+    return Parsed(items=list(count), counts=np.fromiter(count.values(), np.float64, n),
+                  first=np.fromiter(first.values(), np.float64, n),
+                  last=np.fromiter(last.values(), np.float64, n),
+                  baskets=float(len(set(history.ts))), novelty=n / max(len(pairs), 1))
 
 
 class RepurchaseModel:
@@ -102,6 +137,16 @@ class RepurchaseModel:
         self._ranks = np.asarray(config.ranks, dtype=np.int64)
         self._baskets = np.asarray(config.baskets, dtype=np.float64)
         self._cycle = np.asarray(config.cycle, dtype=np.float64)
+        self._novelty = np.asarray(config.novelty, dtype=np.float64)
+        # one matrix of curves (row 0: global) and, per item, its row and factor
+        names = list(self.category_rate)
+        self._curves = np.vstack([global_rate, *(self.category_rate[c] for c in names)]) \
+            if names else global_rate[None, :]
+        row_of = {c: r + 1 for r, c in enumerate(names)}
+        items = set(self.item_factor) | set(self.item_category)
+        self._lookup = {i: (row_of.get(self.item_category.get(i, ""), 0),
+                            self.item_factor.get(i, 1.0)) for i in items}
+        self._parsed: tuple[Sequence[UserHistory | None], list[Parsed | None]] | None = None
 
     def basket_bucket(self, baskets: np.ndarray | float) -> np.ndarray:
         return np.searchsorted(self._baskets, baskets, side="right") - 1
@@ -126,38 +171,42 @@ class RepurchaseModel:
 
     def rates(self, items: Sequence[str], cells: np.ndarray) -> np.ndarray:
         """Next-basket rate of each (item, cell), at most 1."""
-        out = np.empty(len(items))
-        for j, (item, cell) in enumerate(zip(items, cells.tolist(), strict=True)):
-            curve = self.category_rate.get(self.item_category.get(item, ""), self.global_rate)
-            out[j] = curve[cell] * self.item_factor.get(item, 1.0)
+        known = self._lookup
+        rows, factors = zip(*(known.get(i, (0, 1.0)) for i in items), strict=True) \
+            if len(items) else ((), ())
+        out = self._curves[np.asarray(rows, dtype=np.int64), cells] * np.asarray(factors)
         return np.minimum(out, 1.0)
 
-    def explore_rate(self, ranks: np.ndarray, baskets: float = 1.0) -> np.ndarray:
+    def explore_rate(self, ranks: np.ndarray, baskets: float = 1.0, novelty: float = 1.0
+                     ) -> np.ndarray:
         """Next-basket rate of a never-bought item at each popularity rank (from 0), for a
-        user with `baskets` baskets so far."""
-        row = self.new_rate[int(self.basket_bucket(baskets))]
+        user with `baskets` baskets so far and that novelty (distinct items / item-basket
+        pairs)."""
+        nov = int(np.searchsorted(self._novelty, novelty, side="right")) - 1
+        row = self.new_rate[int(self.basket_bucket(baskets)) * len(self._novelty) + nov]
         return row[np.searchsorted(self._ranks, ranks, side="right") - 1]
 
     def score(self, history: UserHistory, now: float) -> Candidates:
         """The user's bought items with their next-basket rates, best first."""
-        count: dict[str, int] = {}
-        first: dict[str, float] = {}
-        last: dict[str, float] = {}
-        baskets: set[tuple[str, float]] = set()
-        for item, t in zip(history.items, history.ts, strict=True):  # oldest first
-            if (item, t) not in baskets:  # a basket line repeated is one purchase
-                baskets.add((item, t))
-                count[item] = count.get(item, 0) + 1
-                first.setdefault(item, t)
-                last[item] = t
-        items = list(count)
-        lasts = np.fromiter(last.values(), np.float64, len(items))
-        cells = self.cells(np.fromiter(count.values(), np.float64, len(items)), now - lasts,
-                           float(len(set(history.ts))),
-                           lasts - np.fromiter(first.values(), np.float64, len(items)))
-        scores = self.rates(items, cells)
+        return self.score_parsed(parse(history), now)
+
+    def score_parsed(self, parsed: Parsed, now: float) -> Candidates:
+        cells = self.cells(parsed.counts, now - parsed.last, parsed.baskets,
+                           parsed.last - parsed.first)
+        scores = self.rates(parsed.items, cells)
         order = np.argsort(-scores, kind="stable")  # ties: the order items were first bought
-        return [(items[j], float(scores[j])) for j in order.tolist()]
+        return [(parsed.items[j], float(scores[j])) for j in order.tolist()]
+
+    def parsed(self, histories: Sequence[UserHistory | None]) -> list[Parsed | None]:
+        """`parse` of each history, shared by the channels a batch asks in turn (the same
+        list object within one recall call; the memo keeps it alive, so its id is not
+        reused)."""
+        memo = self._parsed
+        if memo is not None and memo[0] is histories:
+            return memo[1]
+        out = [parse(h) if h is not None and len(h) else None for h in histories]
+        self._parsed = (histories, out)
+        return out
 
     # fitting -----------------------------------------------------------------------------
 
@@ -181,7 +230,8 @@ class RepurchaseModel:
     @staticmethod
     def explore(log: Interactions, config: RepurchaseConfig) -> np.ndarray:
         """Explore rate per rank bucket of `log` (depends on ranks and the half-life only)."""
-        return explore_rates(log, config.baskets, config.ranks, config.popularity_half_life_s)
+        return explore_rates(log, config.baskets, config.ranks, config.popularity_half_life_s,
+                             novelty_edges=config.novelty)
 
     @classmethod
     def pooled(cls, observations: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -276,12 +326,12 @@ class RepurchaseChannel:
         exclude: Sequence[Container[str]] | None = None,
     ) -> list[Candidates]:
         out: list[Candidates] = []
-        for j, history in enumerate(histories):
-            if history is None or len(history) == 0:
+        for j, parsed in enumerate(self.model.parsed(histories)):
+            if parsed is None:
                 out.append([])
                 continue
             excl = exclude[j] if exclude is not None else None
-            ranked = self.model.score(history, now)
+            ranked = self.model.score_parsed(parsed, now)
             out.append([p for p in ranked if not excl or p[0] not in excl][:k])
         return out
 
@@ -307,17 +357,21 @@ class ExploreChannel:
         self, histories: Sequence[UserHistory | None], *, k: int, now: float,
         exclude: Sequence[Container[str]] | None = None,
     ) -> list[Candidates]:
+        parsed = self.model.parsed(histories)
+        owned = [set(p.items) if p is not None else set() for p in parsed]
+        # ranks count every item, owned or blocked, as the fit counted them: one read of
+        # the ranking for the whole batch, deep enough for the user who owns the most
+        depth = k + max((len(o) for o in owned), default=0)
+        ranked = self.popularity.candidates(histories, k=depth, now=now)
         out: list[Candidates] = []
-        for j, history in enumerate(histories):
-            owned = set(history.items) if history is not None else set()
-            # ranks count every item, owned or blocked, as the fit counted them
-            ranked = self.popularity.candidates([history], k=k + len(owned), now=now)[0]
+        for j, p in enumerate(parsed):
             excl = exclude[j] if exclude is not None else None
-            keep = [(r, item) for r, (item, _) in enumerate(ranked)
-                    if item not in owned and not (excl and item in excl)][:k]
-            baskets = float(len(set(history.ts))) if history is not None else 0.0
-            rates = self.model.explore_rate(np.array([r for r, _ in keep], dtype=np.int64),
-                                            max(baskets, 1.0))
-            out.append([(item, float(rate)) for (_, item), rate in
+            mine = owned[j]
+            keep = [(r, item) for r, (item, _) in enumerate(ranked[j])
+                    if item not in mine and not (excl and item in excl)][:k]
+            rates = self.model.explore_rate(
+                np.fromiter((r for r, _ in keep), np.int64, len(keep)),
+                p.baskets if p is not None else 1.0, p.novelty if p is not None else 1.0)
+            out.append([(item, rate) for (_, item), rate in
                         zip(keep, rates.tolist(), strict=True)])
         return out

@@ -66,30 +66,39 @@ def repeat_observations(log: Interactions, cells: Cells
 
 
 def _new_items(log: Interactions, code: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """(time of b_k, k + 1, codes of b_{k+1}'s never-bought items) for every transition."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(time of b_k, k + 1, novelty after b_k, codes of b_{k+1}'s never-bought items) for
+    every transition; novelty = distinct items / item-basket pairs so far."""
     order, ts, starts, ends = _by_user(log)
     user_code = code[order]
     when: list[float] = []
     baskets: list[int] = []
+    novelty: list[float] = []
     new_items: list[np.ndarray] = []
     for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
         times, first = np.unique(ts[a:b], return_index=True)
         bounds = [*(a + first).tolist(), b]
         owned: set[int] = set()
+        pairs = 0
         for k in range(len(times) - 1):
-            owned.update(user_code[bounds[k]:bounds[k + 1]].tolist())
+            basket = set(user_code[bounds[k]:bounds[k + 1]].tolist())
+            owned |= basket
+            pairs += len(basket)
             new = set(user_code[bounds[k + 1]:bounds[k + 2]].tolist()) - owned
             when.append(float(times[k]))
             baskets.append(k + 1)
+            novelty.append(len(owned) / pairs)
             new_items.append(np.fromiter(new, np.int64, len(new)))
-    return np.asarray(when, dtype=np.float64), np.asarray(baskets, dtype=np.float64), new_items
+    return (np.asarray(when, dtype=np.float64), np.asarray(baskets, dtype=np.float64),
+            np.asarray(novelty, dtype=np.float64), new_items)
 
 
 def explore_rates(log: Interactions, basket_edges: Sequence[int], rank_edges: Sequence[int],
-                  half_life_s: float, *, refresh_s: float = 3600.0) -> np.ndarray:
-    """Per (user basket bucket, rank bucket): hits of never-bought items / (transitions of
-    that user bucket x rank bucket width).
+                  half_life_s: float, *, novelty_edges: Sequence[float] = (0.0,),
+                  refresh_s: float = 3600.0) -> np.ndarray:
+    """Per (user bucket, rank bucket): hits of never-bought items / (transitions of that
+    user bucket x rank bucket width). A user bucket is (basket count bucket, novelty
+    bucket), row = basket bucket x len(novelty_edges) + novelty bucket.
 
     Ranks come from decayed counts of every event up to the transition's time, refreshed
     at most once per `refresh_s` of log time (a minute-stamped log has too many distinct
@@ -97,14 +106,16 @@ def explore_rates(log: Interactions, basket_edges: Sequence[int], rank_edges: Se
     """
     edges = np.asarray(rank_edges, dtype=np.int64)
     rows = np.asarray(basket_edges, dtype=np.float64)
-    hits = np.zeros((len(rows), len(edges)))
+    novel = np.asarray(novelty_edges, dtype=np.float64)
+    hits = np.zeros((len(rows) * len(novel), len(edges)))
     if len(log) == 0:
         return hits
     _, code = np.unique(log.item.astype(str), return_inverse=True)
     code = code.reshape(-1)
     n_items = int(code.max()) + 1
-    when, baskets, new_items = _new_items(log, code)
-    row = np.searchsorted(rows, baskets, side="right") - 1
+    when, baskets, novelty, new_items = _new_items(log, code)
+    row = (np.searchsorted(rows, baskets, side="right") - 1) * len(novel) + \
+        np.searchsorted(novel, novelty, side="right") - 1
     order = np.argsort(log.ts, kind="stable")
     ts, by_time = log.ts[order], code[order]
     counts = np.zeros(n_items)
@@ -125,7 +136,7 @@ def explore_rates(log: Interactions, basket_edges: Sequence[int], rank_edges: Se
             np.add.at(hits[row[j]], np.searchsorted(edges, rank[new_items[j]], side="right") - 1,
                       1.0)
     width = np.diff(np.r_[edges, max(n_items, int(edges[-1]) + 1)]).astype(np.float64)
-    transitions = np.bincount(row, minlength=len(rows)).astype(np.float64)
+    transitions = np.bincount(row, minlength=len(hits)).astype(np.float64)
     # rows with few transitions lean on the pooled rates (50 pseudo-transitions)
     pooled = hits.sum(axis=0) / max(len(when), 1) / width
     return (hits + 50.0 * pooled * width) / ((transitions[:, None] + 50.0) * width)

@@ -61,6 +61,10 @@ def test_explore_counts_new_items_of_the_next_basket_at_their_rank() -> None:
     # (2 baskets) found c at rank 2; u's first found nothing new
     rows = explore_rates(LOG, [1, 2], [0, 1, 2], half_life_s=1e12)
     assert rows[0, 1] > rows[1, 1] and rows[1, 2] > rows[0, 2]
+    # by novelty (distinct items / item-basket pairs): u after day 2 has 2 / 3, v and u
+    # after day 0 have 1; c (rank 2) came to the rebuyer, b (rank 1) to a novelty of 1
+    novel = explore_rates(LOG, [1], [0, 1, 2], half_life_s=1e12, novelty_edges=[0.0, 0.8])
+    assert novel[0, 2] > novel[1, 2] and novel[1, 1] > novel[0, 1]
 
 
 def _cyclic_log(n_users: int = 40, days: int = 120) -> Dataset:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from streams.evaluation.tuning import (
     BASKET_GRID,
     CYCLE_GRID,
+    NOVELTY_GRID,
     REPEAT_GRID,
     REPURCHASE_GRID,
     choose_recipe,
@@ -27,6 +28,7 @@ def test_choose_recipe_keeps_the_best_valid_score_of_each_grid() -> None:
     baskets = [k for k in scores if k.startswith("repurchase baskets")]
     assert len(baskets) == len(BASKET_GRID)
     assert len([k for k in scores if k.startswith("repurchase cycle")]) == len(CYCLE_GRID)
+    assert len([k for k in scores if k.startswith("repurchase novelty")]) == len(NOVELTY_GRID)
     priors = [k for k in scores if k.startswith("repurchase priors")]
     assert len(priors) == len(REPURCHASE_GRID) and "repeat-led" in scores
     best_repurchase = max(scores[k] for k in priors)
