@@ -4,7 +4,9 @@
 `two_tower` (user tower + item index of one checkpoint; loads torch and faiss when
 imported), `returning`, `ranked_popularity` (the board's rankings as a channel), `merge`
 (fusion), `recaller` (channels + merge + filters), `history` (in-memory histories),
-`profiles` (the recipe of each profile).
+`profiles` (the starting recipe of each profile), `repurchase` and `repurchase_fit`
+(time-aware repurchase and explore on one scale), `recipe` (the settings a checkpoint
+carries), `tifu` (TIFU-KNN, a baseline).
 
 Imports: `towers` and `index`; never faust, Redis, Kafka or the rest of `streams`.
 """

@@ -121,19 +121,19 @@ def channels_of(profile: Profile, *, tower: Channel | None, itemcf: Sequence[Cha
                 popularity: Channel, repeat: Channel | None = None,
                 repurchase: RepurchaseModel | None = None) -> list[Channel]:
     """The merged recall's channels in fusion order, as a worker serves them and the
-    evaluator scores them: the two-tower channel (when a model is live), item-to-item and
-    repeat (or, when the profile has them, repurchase and explore), popularity, and
-    returning (which reads `popularity`)."""
+    evaluator scores them: the two-tower channel (when a model is live), then item-to-item,
+    repeat, popularity and returning (which reads `popularity`), or, when the profile has
+    them, repurchase and explore (which reads `popularity`)."""
     channels: list[Channel] = [tower] if tower is not None else []
     if profile.repurchase is not None:
         if repurchase is None:
             raise ValueError(f"profile {profile.name!r} needs a fitted repurchase model")
         # item-to-item is left out: as an explore source beside popularity it found no
-        # more new items on Ta-Feng's valid window and cost a second pass per user
-        channels += [RepurchaseChannel(repurchase), ExploreChannel(popularity, repurchase)]
-    else:
-        channels += [*itemcf,
-                     repeat if repeat is not None else RepeatChannel(profile.repeat)]
+        # more new items on Ta-Feng's valid window and cost a second pass per user.
+        # Popularity needs no list of its own: explore ranks it, the fill tops lists up.
+        return [*channels, RepurchaseChannel(repurchase),
+                ExploreChannel(popularity, repurchase)]
+    channels += [*itemcf, repeat if repeat is not None else RepeatChannel(profile.repeat)]
     channels.append(popularity)
     if profile.returning is not None:
         channels.append(ReturningPopularity(popularity, profile.returning))

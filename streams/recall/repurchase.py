@@ -366,9 +366,10 @@ class ExploreChannel:
         out: list[Candidates] = []
         for j, p in enumerate(parsed):
             excl = exclude[j] if exclude is not None else None
-            mine = owned[j]
+            drop = owned[j] | set(excl) if isinstance(excl, set) else owned[j]
+            block = excl if excl and not isinstance(excl, set) else None  # tested once
             keep = [(r, item) for r, (item, _) in enumerate(ranked[j])
-                    if item not in mine and not (excl and item in excl)][:k]
+                    if item not in drop and (block is None or item not in block)][:k]
             rates = self.model.explore_rate(
                 np.fromiter((r for r, _ in keep), np.int64, len(keep)),
                 p.baskets if p is not None else 1.0, p.novelty if p is not None else 1.0)

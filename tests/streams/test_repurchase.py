@@ -169,7 +169,7 @@ def test_channels_of_swaps_repeat_for_repurchase_and_explore() -> None:
     timed = profile.__class__(**{**profile.__dict__, "repurchase": model.config})
     names = [c.name for c in channels_of(timed, tower=None, itemcf=[],
                                          popularity=PopularityChannel(), repurchase=model)]
-    assert names == ["repurchase", "explore", "popularity", "returning"]
+    assert names == ["repurchase", "explore"]
     with pytest.raises(ValueError, match="fitted repurchase model"):
         channels_of(timed, tower=None, itemcf=[], popularity=PopularityChannel())
 
