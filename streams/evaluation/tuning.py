@@ -39,7 +39,7 @@ __all__ = ["BASKET_GRID", "CYCLE_GRID", "NOVELTY_GRID", "REPEAT_GRID", "REPURCHA
            "choose_recipe", "choose_repeat"]
 
 REPEAT_GRID = tuple(RepeatConfig(half_life_s=days * DAY, quantity_weighted=qty)
-                    for days in (3.0, 14.0, 60.0, 365.0) for qty in (False, True))
+                    for days in (14.0, 60.0, 365.0) for qty in (False, True))
 REPURCHASE_GRID = ((10.0, 5.0), (50.0, 20.0), (200.0, 100.0))  # (category, item) priors
 BASKET_GRID = ((1,), (1, 3, 10), (1, 2, 3, 5, 10))  # buckets of the user's basket count
 CYCLE_GRID = ((0.0,), (0.0, 0.5, 1.0, 2.0))  # time since the last over the personal interval
@@ -96,18 +96,20 @@ def _choose_repurchase(dataset: Dataset, split: EvalSplit, profile: Profile,
     categories = {i: info.category for i, info in dataset.items.items() if info.category}
     history = split.history()
     start = RepurchaseConfig(popularity_half_life_s=profile.popularity.half_life_s or DAY)
-    observed: dict[tuple[Any, ...], tuple[Any, Any]] = {}  # cell edges -> observations
+    observed: dict[tuple[Any, ...], Any] = {}  # cell edges -> repeat observations
+    explored: dict[tuple[Any, ...], Any] = {}  # row edges -> explore rates
     scores: dict[RepurchaseConfig, float] = {}
 
     def score(config: RepurchaseConfig) -> float:
         if config in scores:
             return scores[config]
-        edges = (config.baskets, config.cycle, config.novelty)
-        if edges not in observed:
-            observed[edges] = (RepurchaseModel.observe(history, config),
-                               RepurchaseModel.explore(history, config))
-        observations, new_rate = observed[edges]
-        model = RepurchaseModel.pooled(observations, categories, config, new_rate=new_rate)
+        cells, rows = (config.baskets, config.cycle), (config.baskets, config.novelty)
+        if cells not in observed:
+            observed[cells] = RepurchaseModel.observe(history, config)
+        if rows not in explored:
+            explored[rows] = RepurchaseModel.explore(history, config)
+        model = RepurchaseModel.pooled(observed[cells], categories, config,
+                                       new_rate=explored[rows])
         timed = replace(profile, repurchase=config, merge=RAW_MERGE)
         scores[config] = _valid_hit_rate(_recipe_system(timed, model), split)
         return scores[config]

@@ -249,7 +249,11 @@ class RepurchaseModel:
 
     def to_json(self) -> dict[str, Any]:
         return {"config": asdict(self.config), "global_rate": self.global_rate.tolist(),
-                "category_rate": {c: r.tolist() for c, r in self.category_rate.items()},
+                # a category's curve differs from the global one only where it was
+                # observed: those cells alone are stored
+                "category_rate": {c: {"cells": (at := np.flatnonzero(r != self.global_rate)
+                                                ).tolist(), "rates": r[at].tolist()}
+                                  for c, r in self.category_rate.items()},
                 "item_factor": {i: round(f, 5) for i, f in self.item_factor.items()},
                 "item_category": self.item_category,
                 "new_rate": self.new_rate.tolist()}
@@ -262,8 +266,8 @@ class RepurchaseModel:
                                    for k, v in dict(doc["config"]).items()}
             config = RepurchaseConfig(**raw)
             global_rate = _rates(doc["global_rate"], config.n_cells, "global_rate")
-            category_rate = {str(c): _rates(r, config.n_cells, f"category_rate[{c}]")
-                             for c, r in dict(doc["category_rate"]).items()}
+            category_rate = {str(c): _curve(global_rate, part, f"category_rate[{c}]")
+                             for c, part in dict(doc["category_rate"]).items()}
             item_factor = {str(i): float(f) for i, f in dict(doc["item_factor"]).items()}
             item_category = {str(i): str(c) for i, c in dict(doc["item_category"]).items()}
             new_rate = _rates(doc["new_rate"], config.explore_shape, "new_rate")
@@ -273,6 +277,17 @@ class RepurchaseModel:
             raise ValueError("repurchase model: item_factor must be finite and >= 0")
         return cls(config, global_rate=global_rate, category_rate=category_rate,
                    item_factor=item_factor, item_category=item_category, new_rate=new_rate)
+
+
+def _curve(global_rate: np.ndarray, part: Mapping[str, Any], name: str) -> np.ndarray:
+    """The global curve with a category's observed cells written over it."""
+    cells = np.asarray(part["cells"], dtype=np.int64)
+    rates = _rates(part["rates"], len(cells), name)
+    if len(cells) and (cells.min() < 0 or cells.max() >= len(global_rate)):
+        raise ValueError(f"repurchase model: {name} names cells outside 0..{len(global_rate) - 1}")
+    out = global_rate.copy()
+    out[cells] = rates
+    return out
 
 
 def _rates(values: Any, shape: int | tuple[int, ...], name: str) -> np.ndarray:
@@ -296,8 +311,8 @@ def _pooled(items: np.ndarray, cells: np.ndarray, hits: np.ndarray,
     c_hit = np.bincount(key, hits, len(names) * n).reshape(len(names), n)
     c_obs = np.bincount(key, None, len(names) * n).reshape(len(names), n)
     m = config.category_prior
-    c_rate = (c_hit + m * global_rate) / (c_obs + m) if m > 0 else \
-        np.where(c_obs > 0, c_hit / np.maximum(c_obs, 1), global_rate)
+    c_rate = (c_hit + m * global_rate) / np.maximum(c_obs + m, 1e-12)
+    c_rate = np.where(c_obs > 0, c_rate, global_rate)  # unobserved: exactly the global curve
     uniq, item_code = np.unique(items.astype(str), return_inverse=True)
     expected = np.bincount(item_code, c_rate[cat_code, cells], len(uniq))
     observed = np.bincount(item_code, hits, len(uniq))

@@ -132,6 +132,11 @@ def test_a_model_survives_json_and_a_damaged_one_is_named() -> None:
     with pytest.raises(ValueError, match="new_rate"):
         RepurchaseModel.from_json({**doc, "new_rate": [[-1.0] * len(doc["new_rate"][0])]
                                    * len(doc["new_rate"])})
+    daily = doc["category_rate"]["daily"]
+    assert 0 < len(daily["cells"]) < len(doc["global_rate"])  # observed cells only
+    with pytest.raises(ValueError, match="outside"):
+        RepurchaseModel.from_json({**doc, "category_rate": {"daily": {
+            "cells": [len(doc["global_rate"])], "rates": [0.5]}}})
     with pytest.raises(ValueError, match="gap_days"):
         RepurchaseModel.from_json({**doc, "config": {**doc["config"], "gap_days": [3, 1]}})
 
