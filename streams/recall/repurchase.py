@@ -63,6 +63,8 @@ class RepurchaseConfig:
     category_prior: float = 50.0  # pseudo-observations pulling a category to the global curve
     item_prior: float = 20.0  # pseudo expected hits pulling an item's factor to 1
     popularity_half_life_s: float = DAY  # the popularity the explore rates are measured on
+    window: int = 200  # lines of a user's history the fit reads per transition (a worker
+    # reads its `history_len` newest lines: the same 200 by default)
 
     def __post_init__(self) -> None:
         for name in ("counts", "gap_days", "baskets", "ranks", "cycle", "novelty"):
@@ -72,6 +74,8 @@ class RepurchaseConfig:
                     any(b <= a for a, b in itertools.pairwise(edges)):
                 raise SettingsError(f"repurchase: {name} must rise strictly from {first}, "
                                     f"got {edges}")
+        if self.window < 1:
+            raise SettingsError("repurchase: window must be at least 1 line")
         if self.category_prior < 0 or self.item_prior < 0 or self.popularity_half_life_s <= 0:
             raise SettingsError("repurchase: priors must be >= 0 and the half-life positive")
 
@@ -225,7 +229,7 @@ class RepurchaseModel:
         """(item, cell, hit) repeat observations of `log` (depend on the cells only)."""
         probe = cls(config, global_rate=np.zeros(config.n_cells), category_rate={},
                     item_factor={}, item_category={}, new_rate=np.zeros(config.explore_shape))
-        return repeat_observations(log, probe.cells)
+        return repeat_observations(log, probe.cells, window=config.window)
 
     @staticmethod
     def explore(log: Interactions, config: RepurchaseConfig) -> np.ndarray:

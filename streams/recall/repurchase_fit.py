@@ -34,35 +34,85 @@ def _by_user(log: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
 Cells = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-def repeat_observations(log: Interactions, cells: Cells
+def repeat_observations(log: Interactions, cells: Cells, *, window: int = 200
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(item, cell, hit) for every (transition, item bought so far) of `log`."""
+    """(item, cell, hit) for every (transition, item bought so far) of `log`.
+
+    The state at a transition is what a worker reads: the user's last `window` lines. A
+    user with fewer lines in all is done in one matrix; a longer one transition by
+    transition (memory stays bounded by `window`, whatever the user's size).
+    """
     order, ts, starts, ends = _by_user(log)
-    items_sorted = log.item[order]
+    items_sorted = log.item[order].astype(str)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-        times, basket = np.unique(ts[a:b], return_inverse=True)
-        if len(times) < 2:
-            continue
-        owned, column = np.unique(items_sorted[a:b].astype(str), return_inverse=True)
-        held = np.zeros((len(times), len(owned)), dtype=bool)  # basket x item
-        held[basket.reshape(-1), column.reshape(-1)] = True
-        so_far = np.cumsum(held, axis=0)[:-1]
-        last = np.maximum.accumulate(
-            np.where(held, np.arange(len(times))[:, None], -1), axis=0)[:-1]
-        bought = so_far > 0
-        gap = times[:-1, None] - times[np.maximum(last, 0)]
-        span = times[np.maximum(last, 0)] - times[np.argmax(held, axis=0)][None, :]
-        baskets = np.broadcast_to(np.arange(1, len(times), dtype=np.float64)[:, None],
-                                  so_far.shape)
-        parts.append((np.broadcast_to(owned, so_far.shape)[bought],
-                      cells(so_far[bought].astype(np.float64), gap[bought], baskets[bought],
-                            span[bought]),
-                      held[1:][bought]))
+        if b - a <= window:
+            part = _short_user(items_sorted[a:b], ts[a:b], cells)
+        else:
+            part = _long_user(items_sorted[a:b], ts[a:b], cells, window)
+        if part is not None:
+            parts.append(part)
     if not parts:
         return np.zeros(0, dtype=object), np.zeros(0, np.int64), np.zeros(0, np.float64)
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
             np.concatenate([p[2] for p in parts]).astype(np.float64))
+
+
+def _short_user(items: np.ndarray, ts: np.ndarray, cells: Cells
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """All transitions of a user whose whole history fits the window, as matrices."""
+    times, basket = np.unique(ts, return_inverse=True)
+    if len(times) < 2:
+        return None
+    owned, column = np.unique(items, return_inverse=True)
+    held = np.zeros((len(times), len(owned)), dtype=bool)  # basket x item
+    held[basket.reshape(-1), column.reshape(-1)] = True
+    so_far = np.cumsum(held, axis=0)[:-1]
+    last = np.maximum.accumulate(
+        np.where(held, np.arange(len(times))[:, None], -1), axis=0)[:-1]
+    bought = so_far > 0
+    gap = times[:-1, None] - times[np.maximum(last, 0)]
+    span = times[np.maximum(last, 0)] - times[np.argmax(held, axis=0)][None, :]
+    baskets = np.broadcast_to(np.arange(1, len(times), dtype=np.float64)[:, None],
+                              so_far.shape)
+    return (np.broadcast_to(owned, so_far.shape)[bought],
+            cells(so_far[bought].astype(np.float64), gap[bought], baskets[bought],
+                  span[bought]),
+            held[1:][bought])
+
+
+def _long_user(items: np.ndarray, ts: np.ndarray, cells: Cells, window: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Transition by transition, each from the last `window` lines (as a worker reads)."""
+    times, first = np.unique(ts, return_index=True)
+    if len(times) < 2:
+        return None
+    bounds = [*first.tolist(), len(ts)]
+    names: list[np.ndarray] = []
+    found: list[np.ndarray] = []
+    hits: list[np.ndarray] = []
+    for k in range(len(times) - 1):
+        end = bounds[k + 1]
+        count: dict[str, int] = {}
+        start: dict[str, float] = {}
+        stop: dict[str, float] = {}
+        pairs: set[tuple[str, float]] = set()
+        for item, t in zip(items[max(0, end - window):end].tolist(),
+                           ts[max(0, end - window):end].tolist(), strict=True):
+            if (item, t) not in pairs:
+                pairs.add((item, t))
+                count[item] = count.get(item, 0) + 1
+                start.setdefault(item, t)
+                stop[item] = t
+        n = len(count)
+        lasts = np.fromiter(stop.values(), np.float64, n)
+        nxt = set(items[end:bounds[k + 2]].tolist())
+        names.append(np.array(list(count), dtype=object))
+        found.append(cells(np.fromiter(count.values(), np.float64, n), times[k] - lasts,
+                           np.full(n, float(len({t for _, t in pairs}))),
+                           lasts - np.fromiter(start.values(), np.float64, n)))
+        hits.append(np.fromiter((i in nxt for i in count), bool, n))
+    return np.concatenate(names), np.concatenate(found), np.concatenate(hits)
 
 
 def _new_items(log: Interactions, code: np.ndarray

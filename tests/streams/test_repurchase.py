@@ -211,3 +211,36 @@ def test_tifu_knn_borrows_from_the_nearest_users_only() -> None:
     assert [i for i, _ in ranked] == ["x", "y"]
     [blocked] = channel.candidates([query], k=5, now=2.0, exclude=[{"x"}])
     assert [i for i, _ in blocked] == ["y"]
+
+
+def test_long_histories_are_observed_through_the_serving_window() -> None:
+    from streams.recall.repurchase import parse
+    from streams.recall.repurchase_fit import _long_user, _short_user
+
+    rng = np.random.default_rng(3)
+    items = np.array([f"i{int(x)}" for x in rng.integers(0, 6, 40)], dtype=object)
+    ts = np.repeat(np.arange(10) * DAY, 4)  # 10 baskets of 4 lines
+    config = RepurchaseConfig(cycle=(0.0, 0.5, 1.0, 2.0))
+    model = RepurchaseModel.pooled(RepurchaseModel.observe(LOG, config), {}, config,
+                                   new_rate=np.zeros(config.explore_shape))
+
+    def as_set(part: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[tuple[str, int, bool]]:
+        return sorted(zip(part[0].tolist(), part[1].tolist(), part[2].tolist(), strict=True))
+
+    whole = _short_user(items.astype(str), ts, model.cells)
+    assert whole is not None
+    assert as_set(whole) == as_set(_long_user(items.astype(str), ts, model.cells, 10**6))
+    # with a window of 10 lines: each transition sees what a worker reading 10 lines sees
+    expected = []
+    for k in range(9):
+        history = UserHistory("u", max_len=10)
+        for item, t in zip(items[: 4 * (k + 1)].tolist(), ts[: 4 * (k + 1)].tolist(),
+                           strict=True):
+            history.append(item, float(t))
+        p = parse(history)
+        cells = model.cells(p.counts, ts[4 * k] - p.last, p.baskets, p.last - p.first)
+        nxt = set(items[4 * (k + 1): 4 * (k + 2)].tolist())
+        expected += [(i, int(c), i in nxt) for i, c in zip(p.items, cells.tolist(),
+                                                             strict=True)]
+    got = _long_user(items.astype(str), ts, model.cells, 10)
+    assert got is not None and as_set(got) == sorted(expected)
