@@ -2,8 +2,16 @@
 filter.
 
 `films` (seen filter on, MovieLens) and `retail` (seen filter off: repeat purchase is
-the signal). A worker serves one (`NEARLINE_PROFILE`) and the evaluator scores the same
-one; both take the merged recall's channels from `channels_of`, so they cannot drift.
+the signal). They are starting points: `nearline train` chooses the settings of the data
+set's profile on its valid window (`streams.evaluation.tuning`) and stores the result in
+the checkpoint (`streams.recall.recipe`); a worker serves the live checkpoint's recipe,
+or the profile `NEARLINE_PROFILE` names when it has none. Worker and evaluator both take
+the merged recall's channels from `channels_of`, so they cannot drift.
+
+The values below were chosen by hand on ml-100k and Ta-Feng's valid windows before
+settings were chosen by the code; the recipe now re-chooses the repeat setting and
+whether repurchase replaces repeat. The fusion weights of the repeat-led recipe, the
+item-to-item settings and the popularity half-life are still these values.
 
 How the settings were chosen, on the valid split only (state = train, targets = valid,
 streaming HitRate@50), never on test:
