@@ -8,7 +8,12 @@ same situation, where the situation is a cell of
 - how many of the user's baskets so far held the item (1, 2, 3, 4-5, 6-9, 10+ by default),
 - the days since the last of them at the time the list is made (0-1, 1-2, ... 180+),
 - how many baskets the user has made in all (1-2, 3-9, 10+ by default): an item in 2 of 2
-  baskets is a habit, in 2 of 20 an occasional buy.
+  baskets is a habit, in 2 of 20 an occasional buy;
+- optionally, the time since the last purchase over the user's own mean interval for the
+  item (a personal cycle), for items bought twice or more.
+
+The buckets of each are chosen on the valid window (`streams.evaluation.tuning`). The fit
+reads each transition through the window a worker reads (the user's last 200 lines).
 
 Every basket transition of the fitting log is one observation for each item the user had
 bought so far (a hit when the next basket holds it). Rates per cell are pooled per
@@ -18,7 +23,7 @@ is rebought. A basket is one user's lines with one timestamp.
 
 The same fit gives the explore side a comparable scale: the rate at which an item the user
 never bought, at popularity rank r, is in their next basket (rank buckets, per bucket of
-the user's basket count: newcomers explore more). With both on
+the user's basket count and novelty: newcomers and browsers explore more). With both on
 one scale, a merge by raw score (`MergeConfig(method="raw")`) lets a popular new item
 outrank a stale one-off purchase, and the other way round, without a hand-set weight.
 
