@@ -155,7 +155,8 @@ class RepurchaseModel:
         items = set(self.item_factor) | set(self.item_category)
         self._lookup = {i: (row_of.get(self.item_category.get(i, ""), 0),
                             self.item_factor.get(i, 1.0)) for i in items}
-        self._parsed: tuple[Sequence[UserHistory | None], list[Parsed | None]] | None = None
+        self._parsed: tuple[Sequence[UserHistory | None], list[Any],
+                            list[Parsed | None]] | None = None
 
     def basket_bucket(self, baskets: np.ndarray | float) -> np.ndarray:
         return np.searchsorted(self._baskets, baskets, side="right") - 1
@@ -207,14 +208,16 @@ class RepurchaseModel:
         return [(parsed.items[j], float(scores[j])) for j in order.tolist()]
 
     def parsed(self, histories: Sequence[UserHistory | None]) -> list[Parsed | None]:
-        """`parse` of each history, shared by the channels a batch asks in turn (the same
-        list object within one recall call; the memo keeps it alive, so its id is not
-        reused)."""
+        """`parse` of each history, shared by the channels a batch asks in turn: the same
+        list object within one recall call, its histories unchanged (the memo keeps the
+        list alive, so its id is not reused, and checks each history's newest line)."""
+        stamp = [(len(h), h.ts[-1], h.items[-1]) if h is not None and len(h) else None
+                 for h in histories]
         memo = self._parsed
-        if memo is not None and memo[0] is histories:
-            return memo[1]
+        if memo is not None and memo[0] is histories and memo[1] == stamp:
+            return memo[2]
         out = [parse(h) if h is not None and len(h) else None for h in histories]
-        self._parsed = (histories, out)
+        self._parsed = (histories, stamp, out)
         return out
 
     # fitting -----------------------------------------------------------------------------

@@ -244,3 +244,17 @@ def test_long_histories_are_observed_through_the_serving_window() -> None:
                                                              strict=True)]
     got = _long_user(items.astype(str), ts, model.cells, 10)
     assert got is not None and as_set(got) == sorted(expected)
+
+
+def test_a_history_changed_between_calls_is_parsed_again() -> None:
+    data = _cyclic_log()
+    model = RepurchaseModel.fit(data.interactions, {}, RepurchaseConfig())
+    history = UserHistory("w", max_len=2)
+    history.append("bread", 0.0), history.append("weekly", DAY)
+    histories = [history]
+    channel = RepurchaseChannel(model)
+    first = channel.candidates(histories, k=5, now=2 * DAY)
+    history.append("once", 2 * DAY)  # same list, same length (bounded), new newest line
+    second = channel.candidates(histories, k=5, now=2 * DAY)
+    assert {i for i, _ in first[0]} == {"bread", "weekly"}
+    assert {i for i, _ in second[0]} == {"weekly", "once"}
