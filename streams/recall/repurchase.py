@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 
 from streams.errors import SettingsError
-from streams.recall.channels import Candidates, Channel
-from streams.recall.repurchase_fit import explore_rates, repeat_observations
+from streams.recall.channels import Candidates, Channel, first_k
+from streams.recall.repurchase_fit import Parsed, explore_rates, parse_lines, repeat_observations
 from towers.data import Dataset, Interactions
 from towers.sequence import DAY, UserHistory
 
@@ -98,35 +98,9 @@ class RepurchaseConfig:
         return len(self.baskets) * len(self.novelty), len(self.ranks)
 
 
-@dataclass(frozen=True)
-class Parsed:
-    """What the repurchase and explore scores read from one history."""
-
-    items: list[str]  # distinct items, in the order first bought
-    counts: np.ndarray  # baskets that held each
-    first: np.ndarray  # time of the first and the last of them
-    last: np.ndarray
-    baskets: float  # the user's baskets
-    novelty: float  # distinct items / item-basket pairs
-
-
 def parse(history: UserHistory) -> Parsed:
     """One pass over a history (oldest first); a basket line repeated is one purchase."""
-    count: dict[str, int] = {}
-    first: dict[str, float] = {}
-    last: dict[str, float] = {}
-    pairs: set[tuple[str, float]] = set()
-    for item, t in zip(history.items, history.ts, strict=True):
-        if (item, t) not in pairs:
-            pairs.add((item, t))
-            count[item] = count.get(item, 0) + 1
-            first.setdefault(item, t)
-            last[item] = t
-    n = len(count)
-    return Parsed(items=list(count), counts=np.fromiter(count.values(), np.float64, n),
-                  first=np.fromiter(first.values(), np.float64, n),
-                  last=np.fromiter(last.values(), np.float64, n),
-                  baskets=float(len(set(history.ts))), novelty=n / max(len(pairs), 1))
+    return parse_lines(history.items, history.ts)
 
 
 class RepurchaseModel:
@@ -201,11 +175,16 @@ class RepurchaseModel:
         return self.score_parsed(parse(history), now)
 
     def score_parsed(self, parsed: Parsed, now: float) -> Candidates:
+        ids, scores = self.ranked(parsed, now)
+        return list(zip(ids.tolist(), scores.tolist(), strict=True))
+
+    def ranked(self, parsed: Parsed, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """(item ids, rates) of the user's bought items, best first."""
         cells = self.cells(parsed.counts, now - parsed.last, parsed.baskets,
                            parsed.last - parsed.first)
         scores = self.rates(parsed.items, cells)
         order = np.argsort(-scores, kind="stable")  # ties: the order items were first bought
-        return [(parsed.items[j], float(scores[j])) for j in order.tolist()]
+        return np.array(parsed.items, dtype=object)[order], scores[order]
 
     def parsed(self, histories: Sequence[UserHistory | None]) -> list[Parsed | None]:
         """`parse` of each history, shared by the channels a batch asks in turn: the same
@@ -357,9 +336,8 @@ class RepurchaseChannel:
             if parsed is None:
                 out.append([])
                 continue
-            excl = exclude[j] if exclude is not None else None
-            ranked = self.model.score_parsed(parsed, now)
-            out.append([p for p in ranked if not excl or p[0] not in excl][:k])
+            ids, scores = self.model.ranked(parsed, now)
+            out.append(first_k(ids, scores, k, exclude[j] if exclude is not None else None))
         return out
 
 

@@ -13,12 +13,13 @@ For each user, baskets in time order b_0 .. b_{B-1}. At each transition b_k -> b
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from towers.data import Interactions
 
-__all__ = ["explore_rates", "repeat_observations"]
+__all__ = ["Parsed", "explore_rates", "parse_lines", "repeat_observations"]
 
 
 def _by_user(log: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -32,6 +33,38 @@ def _by_user(log: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
 
 
 Cells = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What the repurchase and explore scores read from a user's lines (the fit reads the
+    same, through the same window, so fit and serving cannot differ)."""
+
+    items: list[str]  # distinct items, in the order first bought
+    counts: np.ndarray  # baskets that held each
+    first: np.ndarray  # time of the first and the last of them
+    last: np.ndarray
+    baskets: float  # the user's baskets
+    novelty: float  # distinct items / item-basket pairs
+
+
+def parse_lines(items: Sequence[str], ts: Sequence[float]) -> Parsed:
+    """One pass over a user's lines (oldest first); a basket line repeated is one purchase."""
+    count: dict[str, int] = {}
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    pairs: set[tuple[str, float]] = set()
+    for item, t in zip(items, ts, strict=True):
+        if (item, t) not in pairs:
+            pairs.add((item, t))
+            count[item] = count.get(item, 0) + 1
+            first.setdefault(item, t)
+            last[item] = t
+    n = len(count)
+    return Parsed(items=list(count), counts=np.fromiter(count.values(), np.float64, n),
+                  first=np.fromiter(first.values(), np.float64, n),
+                  last=np.fromiter(last.values(), np.float64, n),
+                  baskets=float(len(set(ts))), novelty=n / max(len(pairs), 1))
 
 
 def repeat_observations(log: Interactions, cells: Cells, *, window: int = 200
@@ -93,25 +126,13 @@ def _long_user(items: np.ndarray, ts: np.ndarray, cells: Cells, window: int
     hits: list[np.ndarray] = []
     for k in range(len(times) - 1):
         end = bounds[k + 1]
-        count: dict[str, int] = {}
-        start: dict[str, float] = {}
-        stop: dict[str, float] = {}
-        pairs: set[tuple[str, float]] = set()
-        for item, t in zip(items[max(0, end - window):end].tolist(),
-                           ts[max(0, end - window):end].tolist(), strict=True):
-            if (item, t) not in pairs:
-                pairs.add((item, t))
-                count[item] = count.get(item, 0) + 1
-                start.setdefault(item, t)
-                stop[item] = t
-        n = len(count)
-        lasts = np.fromiter(stop.values(), np.float64, n)
+        p = parse_lines(items[max(0, end - window):end].tolist(),
+                        ts[max(0, end - window):end].tolist())
         nxt = set(items[end:bounds[k + 2]].tolist())
-        names.append(np.array(list(count), dtype=object))
-        found.append(cells(np.fromiter(count.values(), np.float64, n), times[k] - lasts,
-                           np.full(n, float(len({t for _, t in pairs}))),
-                           lasts - np.fromiter(start.values(), np.float64, n)))
-        hits.append(np.fromiter((i in nxt for i in count), bool, n))
+        names.append(np.array(p.items, dtype=object))
+        found.append(cells(p.counts, times[k] - p.last, np.full(len(p.items), p.baskets),
+                           p.last - p.first))
+        hits.append(np.fromiter((i in nxt for i in p.items), bool, len(p.items)))
     return np.concatenate(names), np.concatenate(found), np.concatenate(hits)
 
 
